@@ -24,6 +24,14 @@ _DECIMAL = re.compile(r"(?P<whole>[0-9]+)(?:\.(?P<fraction>[0-9]+))?")
 _MAX_TEXT = 64  # longer than any int64 amount at any scale can be written; refuse before parsing
 
 
+_POW10 = tuple(int(10**i) for i in range(MAX_SCALE + 1))
+
+
+def pow10(scale: int) -> int:
+    """10**scale as an int, for scales 0..MAX_SCALE."""
+    return _POW10[scale]
+
+
 class AmountError(OrdermeshError):
     """A decimal string that is not an acceptable amount; names the field, rule and value."""
 
@@ -104,7 +112,7 @@ def to_atoms(
 def format_atoms(atoms: int, scale: int) -> str:
     """Render atoms as the shortest exact decimal string: 150000000 at scale 8 -> "1.5"."""
     sign = "-" if atoms < 0 else ""
-    whole, fraction = divmod(abs(atoms), 10**scale)
+    whole, fraction = divmod(abs(atoms), pow10(scale))
     if fraction == 0:
         return f"{sign}{whole}"
     return f"{sign}{whole}.{str(fraction).rjust(scale, '0').rstrip('0')}"
@@ -119,7 +127,7 @@ def notional(price: int, quantity: int, base_scale: int) -> int:
     Raises:
         ArithmeticError: the product is not a whole number of quote atoms.
     """
-    whole, rest = divmod(price * quantity, 10**base_scale)
+    whole, rest = divmod(price * quantity, pow10(base_scale))
     if rest:
         raise ArithmeticError(
             f"price {price} x quantity {quantity} is not a whole number of quote atoms "
@@ -130,7 +138,7 @@ def notional(price: int, quantity: int, base_scale: int) -> int:
 
 def max_quantity_for(budget: int, price: int, base_scale: int) -> int:
     """The most base atoms `budget` quote atoms buy at `price` (not rounded to a lot)."""
-    return budget * 10**base_scale // price
+    return budget * pow10(base_scale) // price
 
 
 def fee(amount: int, bps: int) -> int:

@@ -133,7 +133,7 @@ class Market:
         return value
 
     def notional(self, price: int, quantity: int) -> int:
-        """price x quantity in quote atoms (exact on the grid)."""
+        """Return price x quantity in quote atoms (exact on the grid)."""
         return amounts.notional(price, quantity, self.base.scale)
 
     def format_price(self, price: int) -> str:
@@ -153,9 +153,7 @@ def _grid_decimals(step: int, scale: int) -> int:
     return amounts.decimals_of(amounts.format_atoms(step, scale))
 
 
-def _check_grid(
-    value: int, step: int, field: str, reason: RejectReason, show: Any
-) -> None:
+def _check_grid(value: int, step: int, field: str, reason: RejectReason, show: Any) -> None:
     if value <= 0:
         raise AmountError(reason, f"{field} must be positive, was {show(value)}", field=field)
     amounts.check_int64(value, field=field)
@@ -244,9 +242,7 @@ def parse_markets(text: str, origin: str = "markets.toml") -> MarketTable:
     for i, entry in enumerate(_table_list(document, "symbols", origin)):
         market = _parse_symbol(entry, assets, f"{origin}: symbols[{i}]")
         if market.symbol in markets:
-            raise MarketConfigError(
-                f"{origin}: symbols[{i}]: symbol {market.symbol} listed twice"
-            )
+            raise MarketConfigError(f"{origin}: symbols[{i}]: symbol {market.symbol} listed twice")
         markets[market.symbol] = market
     return MarketTable(assets=assets, markets=markets)
 
@@ -279,9 +275,7 @@ def _check_keys(entry: dict[str, Any], keys: set[str], where: str) -> None:
 def _typed(entry: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = entry[key]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise MarketConfigError(
-            f"{where}: {key} must be a {kind.__name__}, was {value!r}"
-        )
+        raise MarketConfigError(f"{where}: {key} must be a {kind.__name__}, was {value!r}")
     return value
 
 
@@ -334,7 +328,7 @@ def _parse_symbol(entry: dict[str, Any], assets: Mapping[Asset, AssetSpec], wher
     lot = _decimal_atoms(entry, "lot_size", base.scale, f"{where} ({name})")
     min_qty = _decimal_atoms(entry, "min_qty", base.scale, f"{where} ({name})")
     min_notional = _decimal_atoms(entry, "min_notional", quote.scale, f"{where} ({name})")
-    if (tick * lot) % 10**base.scale:
+    if (tick * lot) % amounts.pow10(base.scale):
         raise MarketConfigError(
             f"{where} ({name}): tick_size x lot_size = "
             f"{Decimal(tick).scaleb(-quote.scale) * Decimal(lot).scaleb(-base.scale)} "

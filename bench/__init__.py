@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures and write bench/results/*.json; they never pass or fail."""

@@ -1,0 +1,1 @@
+"""ordermesh ubscore service."""
