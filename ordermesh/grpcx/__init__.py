@@ -1,0 +1,1 @@
+"""gRPC plumbing shared by every service: serving, health, reflection, errors."""

@@ -1,0 +1,51 @@
+"""The `ordermesh` command through its installed entry point."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent / "ordermesh"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_help_lists_the_commands():
+    done = run("--help")
+    assert done.returncode == 0
+    assert "up" in done.stdout
+    assert "markets" in done.stdout
+
+
+def test_no_command_prints_usage_and_fails():
+    done = run()
+    assert done.returncode == 2
+    assert "usage: ordermesh" in done.stderr
+
+
+def test_markets_lists_the_shipped_symbols():
+    done = run("markets")
+    assert done.returncode == 0, done.stderr
+    for symbol in ("BTC-USDT", "ETH-USDT", "ETH-BTC"):
+        assert symbol in done.stdout
+
+
+def test_markets_reports_a_broken_file_without_a_traceback(tmp_path: Path):
+    broken = tmp_path / "markets.toml"
+    broken.write_text('[[assets]]\ncode = "BTC"\nscale = 99\n')
+    done = run("markets", str(broken))
+    assert done.returncode == 1
+    assert "scale of BTC must be 0..18, was 99" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--version"]])
+def test_version(argv):
+    done = run(*argv)
+    assert done.returncode == 0
+    assert done.stdout.startswith("ordermesh ")
