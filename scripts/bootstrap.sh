@@ -12,6 +12,16 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "error: $python is $("$python" -V 2>&1); ordermesh needs Python 3.11 or newer (set PYTHON=...)" >&2
     exit 1
 fi
+# Kafka for the integration tests runs from its jars: it needs a JDK (17+) and Maven.
+if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing Java 17 and Maven (for the Kafka broker used by the tests)"
+        apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
+    else
+        echo "warning: java and mvn are needed for the Kafka integration tests;" \
+            "install them (e.g. apt-get install openjdk-17-jre-headless maven)" >&2
+    fi
+fi
 echo "==> creating $venv with $("$python" -V 2>&1)"
 "$python" -m venv "$venv"
 echo "==> installing ordermesh and its dev tools (pinned by requirements/constraints.txt)"
