@@ -1,0 +1,22 @@
+"""The topics of the mesh, their keys and default partition counts."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ordermesh.bus.base import TopicSpec
+
+ORDERS: Final = "ordermesh.orders"
+"""OrderCommand, key = symbol; written by ubscore, read by the matcher."""
+ENGINE: Final = "ordermesh.engine"
+"""EngineEvent, key = symbol; written by the matcher, read by ubscore, settlement, gateway."""
+LEDGER: Final = "ordermesh.ledger"
+"""LedgerEvent, key = account; written by ubscore, read by settlement (and ubscore's replay)."""
+
+TRACEPARENT_HEADER: Final = "traceparent"
+"""W3C trace context carried in record headers, so one order is one trace."""
+
+
+def default_specs(partitions: int = 4) -> list[TopicSpec]:
+    """The three topics, each with `partitions` partitions."""
+    return [TopicSpec(name, partitions) for name in (ORDERS, ENGINE, LEDGER)]

@@ -1,0 +1,3 @@
+"""Root pytest configuration: registers the real-server fixtures in `tests.servers`."""
+
+pytest_plugins = ["tests.servers.fixtures"]
