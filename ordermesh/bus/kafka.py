@@ -20,6 +20,7 @@ from aiokafka.errors import (
     IllegalOperation,
     InvalidProducerEpoch,
     KafkaError,
+    MessageSizeTooLargeError,
     NoOffsetForPartitionError,
     ProducerFenced,
     TopicAlreadyExistsError,
@@ -252,7 +253,8 @@ class KafkaProducer:
         if producer is None:
             return
         if self._in_transaction and self._failure is None:
-            with contextlib.suppress(BusError, TimeoutError):
+            # Best effort: if this fails, the next producer with the id aborts it.
+            with contextlib.suppress(TimeoutError, KafkaError):
                 async with asyncio.timeout(self._timeout):
                     await producer.abort_transaction()
         await producer.stop()
@@ -285,15 +287,15 @@ class KafkaProducer:
                 metadata = await delivery
         except _FENCED as exc:
             self._fenced(exc)
+        except MessageSizeTooLargeError as exc:  # refused before anything was sent
+            raise BusError(f"record for {topic!r} (key {key!r}) is too large: {exc}") from exc
         except (TimeoutError, KafkaError) as exc:
             self._failure = ProduceOutcomeUnknownError(
                 f"send to {topic!r} (key {key!r}): no acknowledgement ({exc!r})"
             )
             raise self._failure from exc
-        return Record(
-            topic, metadata.partition, metadata.offset, key, value, tuple(headers),
-            max(metadata.timestamp or 0, 0),
-        )  # fmt: skip
+        stamp = max(metadata.timestamp or 0, 0)
+        return Record(topic, metadata.partition, metadata.offset, key, value, tuple(headers), stamp)
 
     async def _check_partition(self, topic: str, partition: int | None) -> None:
         count = self._partition_counts.get(topic)

@@ -486,9 +486,9 @@ class MemoryConsumer:
         """
         if max_records is not None and max_records < 1:
             raise BusError(f"max_records must be >= 1, was {max_records}")
-        joining, self._joining = self._joining, None
-        if joining is not None:
-            await joining
+        if self._joining is not None and self._joining.done():
+            joining, self._joining = self._joining, None
+            joining.result()  # a join that failed raises here
         deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
         while True:
             self._raise_failure()
