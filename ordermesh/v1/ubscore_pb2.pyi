@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from ordermesh.v1 import common_pb2 as _common_pb2
+from ordermesh.v1 import events_pb2 as _events_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -322,3 +323,218 @@ class UBSCoreGetBalancesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UBSCoreGetBalancesResponse: _TypeAlias = UBSCoreGetBalancesResponse  # noqa: Y015
+
+@_typing.final
+class UBSCoreSnapshot(_message.Message):
+    """A point-in-time copy of one ubscore shard's state. Recovery is this snapshot plus a replay
+    of ordermesh.orders, ordermesh.ledger and ordermesh.engine, each partition from the offset
+    after the one named here (DESIGN §6). Written and read by ubscore only.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_INDEX_FIELD_NUMBER: _builtins.int
+    SHARD_COUNT_FIELD_NUMBER: _builtins.int
+    ORDER_WINDOW_FIELD_NUMBER: _builtins.int
+    FUNDING_WINDOW_FIELD_NUMBER: _builtins.int
+    NEXT_ORDER_COUNTER_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
+    OPEN_ORDERS_FIELD_NUMBER: _builtins.int
+    RECENT_ORDERS_FIELD_NUMBER: _builtins.int
+    RECENT_FUNDING_FIELD_NUMBER: _builtins.int
+    SUPPLY_FIELD_NUMBER: _builtins.int
+    OFFSETS_FIELD_NUMBER: _builtins.int
+    SEQUENCES_FIELD_NUMBER: _builtins.int
+    shard_index: _builtins.int
+    """The shard the state belongs to: it holds accounts with account_id % shard_count ==
+    shard_index. A snapshot restores only under the same shard and window sizes.
+    """
+    shard_count: _builtins.int
+    order_window: _builtins.int
+    """Per account, how many recent client_order_ids and funding reference_ids are remembered."""
+    funding_window: _builtins.int
+    next_order_counter: _builtins.int
+    """The next order_id is next_order_counter * shard_count + shard_index."""
+    @_builtins.property
+    def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___UBSCoreAccountSnapshot]:
+        """By account; each account's non-zero holdings by asset."""
+
+    @_builtins.property
+    def open_orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___UBSCoreOpenOrder]:
+        """Orders with funds still frozen, by order_id."""
+
+    @_builtins.property
+    def recent_orders(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.OrderCommand]:
+        """The client_order_id dedup window: the original orders, by account, then order_id."""
+
+    @_builtins.property
+    def recent_funding(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.LedgerEvent]:
+        """The reference_id dedup window: the original funding events, by account, oldest first."""
+
+    @_builtins.property
+    def supply(self) -> _containers.RepeatedCompositeFieldContainer[Global___UBSCoreAssetSupply]:
+        """Per asset, deposits minus withdrawals applied by this shard; zero left out."""
+
+    @_builtins.property
+    def offsets(self) -> _containers.RepeatedCompositeFieldContainer[Global___UBSCoreTopicOffset]:
+        """The last offset applied from each topic partition, by topic, then partition."""
+
+    @_builtins.property
+    def sequences(self) -> _containers.RepeatedCompositeFieldContainer[Global___UBSCoreSymbolSequence]:
+        """The last engine sequence applied per symbol, by symbol."""
+
+    def __init__(
+        self,
+        *,
+        shard_index: _builtins.int = ...,
+        shard_count: _builtins.int = ...,
+        order_window: _builtins.int = ...,
+        funding_window: _builtins.int = ...,
+        next_order_counter: _builtins.int = ...,
+        accounts: _abc.Iterable[Global___UBSCoreAccountSnapshot] | None = ...,
+        open_orders: _abc.Iterable[Global___UBSCoreOpenOrder] | None = ...,
+        recent_orders: _abc.Iterable[_events_pb2.OrderCommand] | None = ...,
+        recent_funding: _abc.Iterable[_events_pb2.LedgerEvent] | None = ...,
+        supply: _abc.Iterable[Global___UBSCoreAssetSupply] | None = ...,
+        offsets: _abc.Iterable[Global___UBSCoreTopicOffset] | None = ...,
+        sequences: _abc.Iterable[Global___UBSCoreSymbolSequence] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "funding_window", b"funding_window", "next_order_counter", b"next_order_counter", "offsets", b"offsets", "open_orders", b"open_orders", "order_window", b"order_window", "recent_funding", b"recent_funding", "recent_orders", b"recent_orders", "sequences", b"sequences", "shard_count", b"shard_count", "shard_index", b"shard_index", "supply", b"supply"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UBSCoreSnapshot: _TypeAlias = UBSCoreSnapshot  # noqa: Y015
+
+@_typing.final
+class UBSCoreAccountSnapshot(_message.Message):
+    """One account's holdings in a snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    BALANCES_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.int
+    @_builtins.property
+    def balances(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountBalance]: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.int = ...,
+        balances: _abc.Iterable[Global___AccountBalance] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balances", b"balances"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UBSCoreAccountSnapshot: _TypeAlias = UBSCoreAccountSnapshot  # noqa: Y015
+
+@_typing.final
+class UBSCoreOpenOrder(_message.Message):
+    """An order whose reservation is not used up nor released yet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    RESERVED_ASSET_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    reserved_asset: _builtins.str
+    """The asset frozen: quote for a BUY, base for a SELL."""
+    remaining: _builtins.int
+    """Atoms of the reservation still frozen."""
+    @_builtins.property
+    def order(self) -> _events_pb2.OrderCommand:
+        """The NewOrder as it was logged."""
+
+    def __init__(
+        self,
+        *,
+        order: _events_pb2.OrderCommand | None = ...,
+        reserved_asset: _builtins.str = ...,
+        remaining: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "remaining", b"remaining", "reserved_asset", b"reserved_asset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UBSCoreOpenOrder: _TypeAlias = UBSCoreOpenOrder  # noqa: Y015
+
+@_typing.final
+class UBSCoreAssetSupply(_message.Message):
+    """Deposits minus withdrawals of one asset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSET_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    asset: _builtins.str
+    amount: _builtins.int
+    def __init__(
+        self,
+        *,
+        asset: _builtins.str = ...,
+        amount: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "asset", b"asset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UBSCoreAssetSupply: _TypeAlias = UBSCoreAssetSupply  # noqa: Y015
+
+@_typing.final
+class UBSCoreTopicOffset(_message.Message):
+    """How far one topic partition has been applied."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    PARTITION_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    partition: _builtins.int
+    offset: _builtins.int
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+        partition: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset", "partition", b"partition", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UBSCoreTopicOffset: _TypeAlias = UBSCoreTopicOffset  # noqa: Y015
+
+@_typing.final
+class UBSCoreSymbolSequence(_message.Message):
+    """How far one symbol's engine events have been applied."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    sequence: _builtins.int
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UBSCoreSymbolSequence: _TypeAlias = UBSCoreSymbolSequence  # noqa: Y015
