@@ -137,7 +137,7 @@ EventBody = OrderAccepted | TradeExecuted | OrderDone | CancelRejected
 
 @dataclass(frozen=True, slots=True)
 class EngineEvent:
-    """One matcher output, chained: hash = sha256(previous hash || canonical bytes)."""
+    """One matcher output, chained per command (see matcher/core/chain.py)."""
 
     symbol: Symbol
     sequence: int

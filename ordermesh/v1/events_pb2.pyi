@@ -330,7 +330,9 @@ class EngineEvent(_message.Message):
     timestamp_ns: _builtins.int
     """The command's timestamp."""
     hash: _builtins.bytes
-    """sha256(previous hash || canonical bytes of this event); see matcher.core."""
+    """One link per command: sha256(previous command's hash || canonical bytes of every event
+    of this command); all events of one command carry it. See matcher/core/chain.py.
+    """
     @_builtins.property
     def order_accepted(self) -> Global___OrderAccepted: ...
     @_builtins.property

@@ -1,0 +1,1 @@
+"""Tests of the matcher core and its snapshot codec."""
