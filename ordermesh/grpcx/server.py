@@ -13,6 +13,7 @@ Every ordermesh server:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +59,9 @@ def _with_metadata(
     """Wrap whichever behaviour the handler has so it sends `metadata` first."""
 
     def wrap(behaviour: Callable[..., Any], streaming_response: bool) -> Callable[..., Any]:
-        if streaming_response:
+        # A streaming handler is either an async generator or a coroutine that writes with
+        # context.write (grpc's own health Watch); only the first can be iterated.
+        if streaming_response and inspect.isasyncgenfunction(behaviour):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 await context.send_initial_metadata(metadata)

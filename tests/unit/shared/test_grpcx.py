@@ -152,3 +152,17 @@ async def test_stop_refuses_new_calls_and_finishes_calls_in_flight(served, trigg
     response = await asyncio.wait_for(in_flight, 5)
     assert (response.symbol, response.sequence) == ("BTC-USDT", 7)
     await asyncio.wait_for(stopping, 10)
+
+
+@pytest.mark.asyncio
+async def test_health_watch_streams_changes_with_the_version_header(served):
+    server, _, channel = served
+    health: Any = health_pb2_grpc.HealthStub(channel)  # the stubs package omits its methods
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10)
+    assert dict(await watch.initial_metadata())[VERSION_HEADER] == "9.9.9-test"
+    first = await watch.read()
+    assert first.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    await server.set_serving(True)
+    second = await watch.read()
+    assert second.status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()

@@ -1,0 +1,1 @@
+"""The ubscore service on a real gRPC server, over the in-memory bus and real Kafka."""

@@ -1,0 +1,297 @@
+"""The composition root: settings -> bus topics, core, ack path, readers, gRPC server.
+
+`build` wires a service on a bus the caller owns (a KafkaBus for `python -m ubscore`, a
+MemoryBus when the whole mesh runs in one process) and does no I/O; `UBSCoreService.start`
+connects and listens; `UBSCoreService.run` recovers, serves, and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+import structlog
+
+from ordermesh.bus.base import Bus, Producer, UnknownTopicError
+from ordermesh.config import CommonSettings, SettingsError, setting
+from ordermesh.grpcx.server import GrpcServer
+from ordermesh.markets import MarketTable, load_markets
+from ordermesh.runtime import EXIT_FATAL, FatalError, Supervisor
+from ordermesh.snapshots import BusSnapshotStore, SnapshotStore
+from ordermesh.v1 import ubscore_pb2_grpc
+from ubscore.consumer import LogReader
+from ubscore.core import InvariantError, UBSCoreConfig
+from ubscore.lifecycle import Lifecycle, LogTopics, Phase
+from ubscore.metrics import UBSCoreMetrics
+from ubscore.producer import LogWriter
+from ubscore.service import SERVICE_NAME, UBSCoreServicer
+from ubscore.snapshot import Snapshots, SnapshotSchedule
+
+log = structlog.get_logger(__name__)
+
+_PORT_MAX = 65_535
+
+
+@dataclass(frozen=True, slots=True)
+class UBSCoreSettings(CommonSettings):
+    """Everything `python -m ubscore` can be told (flags, then ORDERMESH_* variables)."""
+
+    host: str = setting("127.0.0.1", "address the gRPC and metrics servers listen on")
+    port: int = setting(50052, "gRPC port; 0 picks a free one")
+    metrics_port: int = setting(9102, "Prometheus /metrics port on the same host; 0 turns it off")
+    kafka: str = setting("", "Kafka bootstrap servers, host:port[,host:port]; required")
+    shard_index: int = setting(
+        0, "this instance's shard: it owns the accounts whose id mod shard_count is this"
+    )
+    shard_count: int = setting(1, "how many shards split the accounts")
+    order_window: int = setting(1_000, "per account, recent client_order_ids kept for dedup")
+    funding_window: int = setting(1_000, "per account, recent reference_ids kept for dedup")
+    snapshot_every: int = setting(10_000, "take a snapshot after this many applied log records")
+    partitions: int = setting(4, "partitions of each topic, when ubscore has to create it")
+    topic_prefix: str = setting("", "put in front of every topic name (meshes sharing a cluster)")
+    grace_seconds: float = setting(10.0, "how long calls in flight may finish on shutdown")
+
+    def __post_init__(self) -> None:
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= _PORT_MAX:
+                raise SettingsError(f"{name} must be 0..{_PORT_MAX}, was {value}")
+        for name in ("snapshot_every", "partitions"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, was {getattr(self, name)}")
+        if self.grace_seconds < 0:
+            raise SettingsError(f"grace_seconds must be 0 or more, was {self.grace_seconds}")
+        if not self.host:
+            raise SettingsError("host must not be empty")
+        try:
+            self.core_config()
+        except ValueError as e:
+            raise SettingsError(f"shard and window settings: {e}") from e
+        try:
+            self.topics()
+        except ValueError as e:
+            raise SettingsError(str(e)) from e
+
+    def core_config(self) -> UBSCoreConfig:
+        """The core's shard and window sizes."""
+        return UBSCoreConfig(
+            shard_index=self.shard_index,
+            shard_count=self.shard_count,
+            order_window=self.order_window,
+            funding_window=self.funding_window,
+        )
+
+    def topics(self) -> LogTopics:
+        """The topic names, prefixed."""
+        return LogTopics.with_prefix(self.topic_prefix)
+
+
+class UBSCoreService:
+    """One ubscore shard: gRPC server, ack path, log readers, snapshots. Built by `build`."""
+
+    def __init__(
+        self,
+        settings: UBSCoreSettings,
+        bus: Bus,
+        markets: MarketTable,
+        *,
+        store: SnapshotStore | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.settings = settings
+        self.topics = settings.topics()
+        self.metrics = UBSCoreMetrics()
+        self._bus = bus
+        self._producer: Producer = bus.producer()
+        self._store = store or BusSnapshotStore(bus, self.topics.snapshots)
+        self.lifecycle = Lifecycle(self._report_health)
+        self.schedule = SnapshotSchedule(settings.snapshot_every)
+        self.writer = LogWriter(
+            self._producer,
+            self.topics,
+            self.lifecycle,
+            self.metrics,
+            on_confirmed=self.schedule.note,
+            clock=clock,
+        )
+        servicer = UBSCoreServicer(self.writer, self.metrics)
+        self.server = GrpcServer(
+            service_names=[SERVICE_NAME],
+            registrars=[lambda s: ubscore_pb2_grpc.add_UBSCoreServicer_to_server(servicer, s)],
+            host=settings.host,
+            port=settings.port,
+            grace_seconds=settings.grace_seconds,
+        )
+        self.reader = LogReader(bus, self.topics, self.lifecycle, self.metrics, self.schedule.note)
+        self.snapshots = Snapshots(
+            self._store,
+            self._producer,
+            markets,
+            settings.core_config(),
+            writer=self.writer,
+            lifecycle=self.lifecycle,
+            metrics=self.metrics,
+            schedule=self.schedule,
+        )
+        self.metrics_port = 0
+        """The metrics port bound by `start` (0: not served)."""
+        self._running = False
+        self._closed = False
+
+    @property
+    def port(self) -> int:
+        """The gRPC port bound by `start`."""
+        return self.server.bound_port
+
+    async def start(self) -> int:
+        """Create missing topics, start the producer, metrics and gRPC (NOT_SERVING).
+
+        Returns:
+            The gRPC port bound.
+
+        Raises:
+            BusError: the bus is unreachable or refused the topics.
+        """
+        await self._create_missing_topics()
+        if isinstance(self._store, BusSnapshotStore):
+            await self._store.create_topic()
+        await self._producer.start()
+        if self.settings.metrics_port:
+            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+        port = await self.server.start()
+        log.info(
+            "ubscore started",
+            port=port,
+            metrics_port=self.metrics_port,
+            topic_prefix=self.settings.topic_prefix,
+        )
+        return port
+
+    async def _create_missing_topics(self) -> None:
+        # --partitions applies to topics created here; existing ones are used as they are.
+        missing = []
+        for spec in self.topics.specs(self.settings.partitions):
+            try:
+                await self._bus.partitions(spec.name)
+            except UnknownTopicError:
+                missing.append(spec)
+        if missing:
+            await self._bus.create_topics(missing)
+            log.info("created topics", topics=[spec.name for spec in missing])
+
+    async def run(self) -> int:
+        """Recover, then serve until stopped (status 0) or a fail-stop (status 1).
+
+        The loops run under a `Supervisor`: the log loop (recovery, then the engine tail),
+        the snapshot loop, and the fail-stop loop. On the way out a graceful stop saves a
+        snapshot; a fail-stop never does.
+        """
+        self._running = True
+        supervisor = Supervisor(self.server, on_stop=self._close)
+        supervisor.spawn("log", self._log_loop())
+        supervisor.spawn("snapshots", self.snapshots.run())
+        supervisor.spawn("fail-stop", self.lifecycle.fail_stop())
+        supervised = asyncio.ensure_future(supervisor.run())
+        try:
+            return await asyncio.shield(supervised)
+        except asyncio.CancelledError:
+            # Cancelled from outside (e.g. the task of an in-process mesh): stop gracefully.
+            await self.server.stop()
+            await asyncio.gather(supervised, return_exceptions=True)
+            raise
+        except Exception as e:
+            log.exception("shutdown failed", error=repr(e))
+            return EXIT_FATAL
+        finally:
+            self._running = False
+
+    async def stop(self) -> None:
+        """Begin a graceful stop: `run` then returns once the snapshot is saved."""
+        await self.server.stop()
+        if not self._running:
+            await self._close()
+
+    async def wait_serving(self) -> None:
+        """Return once recovery is done and the service is live (for tests and `up`).
+
+        Raises:
+            FatalError: recovery failed; `run` returns EXIT_FATAL.
+        """
+        await self.lifecycle.wait_live()
+
+    async def _report_health(self, serving: bool) -> None:
+        # The server is built after the lifecycle, which reports through it; before it
+        # starts there is nothing to report to (it starts NOT_SERVING).
+        if self.server.bound_port:
+            await self.server.set_serving(serving)
+
+    async def _log_loop(self) -> NoReturn:
+        try:
+            await self._recover_and_follow()
+        except Exception as e:
+            self.lifecycle.fail(f"the log loop failed: {e}", e)
+            raise
+
+    async def _recover_and_follow(self) -> NoReturn:
+        started = time.perf_counter()
+        core = await self.snapshots.restore()
+        report = await self.reader.replay(core)
+        try:
+            core.finish_replay()
+        except InvariantError as e:
+            raise FatalError(f"the replayed state is inconsistent: {e}") from e
+        # The state is now mostly long-lived: keep the collector from walking it again.
+        gc.collect()
+        gc.freeze()
+        self.writer.attach(core)
+        seconds = time.perf_counter() - started
+        self.metrics.replayed_records.set(report.records)
+        self.metrics.replay_seconds.set(seconds)
+        log.info("recovered", records=report.records, seconds=round(seconds, 3))
+        await self.lifecycle.go_live()
+        log.info("serving", port=self.port)
+        await self.reader.follow(core)
+
+    async def _close(self) -> None:
+        """Settle produces, save a last snapshot when healthy, release the clients."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.wait_for(self.writer.wait_idle(), self.settings.grace_seconds + 30)
+            if self.lifecycle.phase is Phase.LIVE:
+                await self.snapshots.take("shutdown")
+        finally:
+            await self.reader.close()
+            await self._producer.stop()
+            if isinstance(self._store, BusSnapshotStore):
+                await self._store.close()
+            self.metrics.close()
+
+
+def build(
+    settings: UBSCoreSettings,
+    bus: Bus,
+    *,
+    markets: MarketTable | None = None,
+    store: SnapshotStore | None = None,
+    clock: Callable[[], int] = time.time_ns,
+) -> UBSCoreService:
+    """A ubscore service on `bus` (not started; the caller owns and closes the bus).
+
+    Args:
+        settings: what to serve and how.
+        bus: the log (KafkaBus, or a MemoryBus in one process).
+        markets: the market table; loaded from settings.markets when None.
+        store: where snapshots live; the bus's snapshot topic when None.
+        clock: Unix nanoseconds stamped on commands and ledger events.
+
+    Raises:
+        MarketConfigError: the markets file is missing or invalid.
+    """
+    table = markets if markets is not None else load_markets(settings.markets)
+    return UBSCoreService(settings, bus, table, store=store, clock=clock)
