@@ -235,6 +235,9 @@ class KafkaProducer:
         self._in_transaction = False
         self._offsets_sent = False
         self._partition_counts: dict[str, int] = {}
+        # Held while a record is appended to aiokafka's batches (not while it is in flight),
+        # so concurrent sends reach the log in the order send() was called, as in memory.
+        self._append = asyncio.Lock()
 
     async def start(self) -> None:
         """Connect; with a transactional id, fence older producers (their transaction aborts)."""
@@ -270,21 +273,31 @@ class KafkaProducer:
     ) -> Record:
         """Append a record and wait for the acknowledgement of all in-sync replicas.
 
+        Records of concurrent calls are appended in the order of the calls.
+
         Raises:
             ProduceOutcomeUnknownError: No acknowledgement in time, or a broker error.
             ProducerFencedError: A newer producer took over this transactional id.
             UnknownTopicError: No such topic or partition.
         """
         producer = self._running()
-        await self._check_partition(topic, partition)
-        if self._transactional_id is not None and not self._in_transaction:
-            raise BusError(f"producer {self._transactional_id!r} sends outside a transaction")
+        async with self._append:
+            await self._check_partition(topic, partition)
+            if self._transactional_id is not None and not self._in_transaction:
+                raise BusError(f"producer {self._transactional_id!r} sends outside a transaction")
+            append = producer.send(
+                topic, value, key=key, partition=partition, headers=list(headers)
+            )
+            delivery = await self._delivered(append, topic, key)
+        metadata = await self._delivered(delivery, topic, key)
+        stamp = max(metadata.timestamp or 0, 0)
+        return Record(topic, metadata.partition, metadata.offset, key, value, tuple(headers), stamp)
+
+    async def _delivered(self, step: Awaitable[Any], topic: str, key: bytes | None) -> Any:
+        """Await one step of a send within the timeout, mapping aiokafka's errors."""
         try:
             async with asyncio.timeout(self._timeout):
-                delivery = await producer.send(
-                    topic, value, key=key, partition=partition, headers=list(headers)
-                )
-                metadata = await delivery
+                return await step
         except _FENCED as exc:
             self._fenced(exc)
         except MessageSizeTooLargeError as exc:  # refused before anything was sent
@@ -294,8 +307,6 @@ class KafkaProducer:
                 f"send to {topic!r} (key {key!r}): no acknowledgement ({exc!r})"
             )
             raise self._failure from exc
-        stamp = max(metadata.timestamp or 0, 0)
-        return Record(topic, metadata.partition, metadata.offset, key, value, tuple(headers), stamp)
 
     async def _check_partition(self, topic: str, partition: int | None) -> None:
         count = self._partition_counts.get(topic)
@@ -420,6 +431,11 @@ class KafkaConsumer:
         # resumes fetching before it calls the listener, so getmany holds records back.
         self._settled = asyncio.Event()
         self._settled.set()
+        # Counts rebalances: a fetch that was in flight across one may hold records read
+        # from before on_partitions_assigned's seeks, so its batch is dropped and re-read
+        # from `_marks`, the positions the partitions had once the rebalance settled.
+        self._generation = 0
+        self._marks: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         """Connect; a subscribed consumer joins its group and returns with its first share."""
@@ -529,10 +545,28 @@ class KafkaConsumer:
         except TimeoutError:
             return []
         remaining_ms = max(int((deadline - loop.time()) * 1000), 0)
+        generation = self._generation
         batches = await self._mapped(
             consumer.getmany(timeout_ms=remaining_ms, max_records=max_records), "getmany"
         )
+        if generation != self._generation or not self._settled.is_set():
+            return await self._refetch(batches)
         return [_record(message) for tp in sorted(batches) for message in batches[tp]]
+
+    async def _refetch(self, batches: Mapping[Any, Sequence[Any]]) -> list[Record]:
+        """Drop a batch fetched across a rebalance; the next getmany re-reads it.
+
+        aiokafka advanced its positions past the dropped records, so each partition is put
+        back where it stood when the rebalance settled (after the listener's own seeks). A
+        rebalance still in progress sets the positions itself when it settles.
+        """
+        self._raise_failure()
+        if self._settled.is_set():
+            for tp in batches:
+                ours = TopicPartition(tp.topic, tp.partition)
+                if ours in self._marks and ours in self.assignment():
+                    self._consumer.seek(tp, self._marks[ours])
+        return []
 
     async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Store the group's offsets (the next offset to read); the current positions if None."""
@@ -601,14 +635,24 @@ class KafkaConsumer:
             self._unchecked.discard(topic)
 
     async def _on_revoked(self, partitions: frozenset[TopicPartition]) -> None:
+        self._generation += 1
         self._settled.clear()
         if self._listener is not None and partitions and not self._stopping:
             await self._guard(self._listener.on_partitions_revoked(partitions))
 
     async def _on_assigned(self, partitions: frozenset[TopicPartition]) -> None:
+        self._generation += 1
         self._sought.clear()
         if self._listener is not None and not self._stopping:
             await self._guard(self._listener.on_partitions_assigned(partitions))
+        self._marks = {}
+        for partition in sorted(partitions):
+            try:
+                self._marks[partition] = await self.position(partition)
+            except NoCommittedOffsetError:
+                continue  # getmany raises it for this partition; nothing to re-read
+            except BusError as exc:  # raised from the next getmany, like a listener's failure
+                self._failure = self._failure or exc
         self._settled.set()
 
     async def _guard(self, callback: Awaitable[None]) -> None:

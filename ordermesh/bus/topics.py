@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from aiokafka.partitioner import murmur2
+
 from ordermesh.bus.base import TopicSpec
 
 ORDERS: Final = "ordermesh.orders"
@@ -20,3 +22,14 @@ TRACEPARENT_HEADER: Final = "traceparent"
 def default_specs(partitions: int = 4) -> list[TopicSpec]:
     """The three topics, each with `partitions` partitions."""
     return [TopicSpec(name, partitions) for name in (ORDERS, ENGINE, LEDGER)]
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition a keyed record goes to: Kafka's default partitioner, as both buses use.
+
+    Raises:
+        ValueError: `partitions` is below 1.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, was {partitions}")
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions

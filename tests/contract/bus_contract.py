@@ -251,6 +251,21 @@ class BusContract:
             assert got == [(a.offset, a.value) for a in acks if a.partition == partition]
 
     @pytest.mark.asyncio
+    async def test_concurrent_sends_reach_the_log_in_call_order(
+        self, clients: Clients, make_topic: MakeTopic
+    ) -> None:
+        topic = await make_topic(3)
+        producer = await clients.producer()
+        keys = [b"BTC-USDT", b"ETH-USDT", b"ETH-BTC"]
+        acks = await asyncio.gather(
+            *(producer.send(topic, b"%d" % i, key=keys[i % 3]) for i in range(60))
+        )
+        for key in keys:
+            mine = [ack for ack in acks if ack.key == key]
+            assert [ack.offset for ack in mine] == sorted(ack.offset for ack in mine)
+            assert len({ack.partition for ack in mine}) == 1
+
+    @pytest.mark.asyncio
     async def test_key_value_and_headers_round_trip(
         self, clients: Clients, make_topic: MakeTopic
     ) -> None:
