@@ -1,0 +1,306 @@
+"""The composition root: settings -> topics, snapshot store, log loop, gRPC server, health.
+
+`build` wires a matcher on a bus the caller owns (a KafkaBus for `python -m matcher`, a
+MemoryBus when the whole mesh runs in one process) and does no I/O; `MatcherService.start`
+creates missing topics and listens (NOT_SERVING); `MatcherService.run` joins the group,
+recovers, matches, and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Final, NoReturn
+
+import structlog
+
+from matcher.consumer import LoopConfig, OrderConsumer
+from matcher.metrics import MatcherMetrics
+from matcher.service import SERVICE_NAME, BookDirectory, MatcherServicer
+from matcher.snapshot import BookSnapshots
+from ordermesh.bus import topics
+from ordermesh.bus.base import Bus, TopicSpec, UnknownTopicError
+from ordermesh.config import CommonSettings, SettingsError, setting
+from ordermesh.grpcx.server import GrpcServer
+from ordermesh.markets import Market, MarketTable, load_markets
+from ordermesh.runtime import EXIT_FATAL, Supervisor
+from ordermesh.snapshots import SNAPSHOTS, BusSnapshotStore, SnapshotStore
+from ordermesh.v1 import matcher_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+_PORT_MAX: Final = 65_535
+_CREATE_ATTEMPTS: Final = 5
+_TOPIC_PREFIX: Final = re.compile(r"[A-Za-z0-9._-]{0,200}")
+_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+_LOG_FORMATS: Final = ("json", "console")
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherSettings(CommonSettings):
+    """Everything `python -m matcher` can be told (flags, then ORDERMESH_* variables)."""
+
+    host: str = setting("127.0.0.1", "address the gRPC and metrics servers listen on")
+    port: int = setting(50053, "gRPC port; 0 picks a free one")
+    metrics_port: int = setting(9103, "Prometheus /metrics port on the same host; 0 turns it off")
+    kafka: str = setting("", "Kafka bootstrap servers, host:port[,host:port]; required")
+    group_id: str = setting(
+        "ordermesh-matcher", "consumer group of the matchers; each symbol has one owner in it"
+    )
+    transactional_id_prefix: str = setting(
+        "ordermesh", "transactional ids are <prefix>-matcher-orders-<partition>; unique per mesh"
+    )
+    topic_prefix: str = setting("", "put in front of every topic name (meshes sharing a cluster)")
+    snapshot_every: int = setting(10_000, "snapshot a book after this many of its commands")
+    max_batch: int = setting(500, "the most records read, matched and committed in one batch")
+    partitions: int = setting(4, "partitions of each topic, when the matcher has to create it")
+    grace_seconds: float = setting(10.0, "how long calls in flight may finish on shutdown")
+    probe_seconds: float = setting(2.0, "how often the bus is probed; unanswered: NOT_SERVING")
+    kafka_session_timeout_ms: int = setting(
+        10_000, "a matcher silent this long loses its partitions (broker minimum: 6000)"
+    )
+    kafka_heartbeat_ms: int = setting(500, "how often a matcher heartbeats to its group")
+
+    def __post_init__(self) -> None:
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= _PORT_MAX:
+                raise SettingsError(f"{name} must be 0..{_PORT_MAX}, was {value}")
+        for name in ("snapshot_every", "max_batch", "partitions", "kafka_heartbeat_ms"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, was {getattr(self, name)}")
+        for name in ("grace_seconds", "probe_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be above 0, was {getattr(self, name)}")
+        if self.kafka_session_timeout_ms <= self.kafka_heartbeat_ms:
+            raise SettingsError(
+                f"kafka_session_timeout_ms ({self.kafka_session_timeout_ms}) must exceed"
+                f" kafka_heartbeat_ms ({self.kafka_heartbeat_ms})"
+            )
+        self._check_names()
+        if self.log_level not in _LOG_LEVELS:
+            raise SettingsError(
+                f"log_level must be one of {', '.join(_LOG_LEVELS)}, was {self.log_level!r}"
+            )
+        if self.log_format not in _LOG_FORMATS:
+            raise SettingsError(f"log_format must be json or console, was {self.log_format!r}")
+
+    def _check_names(self) -> None:
+        if not self.host:
+            raise SettingsError("host must not be empty")
+        if _TOPIC_PREFIX.fullmatch(self.topic_prefix) is None:
+            raise SettingsError(
+                f"topic_prefix may hold up to 200 of A-Z a-z 0-9 . _ -, was {self.topic_prefix!r}"
+            )
+        for name in ("group_id", "transactional_id_prefix"):
+            if _ID.fullmatch(getattr(self, name)) is None:
+                raise SettingsError(
+                    f"{name} must be 1 to 200 of A-Z a-z 0-9 . _ -, was {getattr(self, name)!r}"
+                )
+
+    def loop_config(self) -> LoopConfig:
+        """The log loop's topics, group, transactional ids and bounds."""
+        return LoopConfig(
+            orders_topic=self.topic_prefix + topics.ORDERS,
+            engine_topic=self.topic_prefix + topics.ENGINE,
+            group_id=self.group_id,
+            transactional_id_prefix=self.transactional_id_prefix,
+            snapshot_every=self.snapshot_every,
+            max_batch=self.max_batch,
+        )
+
+    @property
+    def snapshot_topic(self) -> str:
+        """The compacted snapshot topic, prefixed."""
+        return self.topic_prefix + SNAPSHOTS
+
+
+class MatcherService:
+    """One matcher instance: log loop, books, gRPC server, metrics, health. Built by `build`."""
+
+    def __init__(
+        self,
+        settings: MatcherSettings,
+        bus: Bus,
+        markets: MarketTable,
+        *,
+        store: SnapshotStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = settings.loop_config()
+        self.metrics = MatcherMetrics()
+        self._bus = bus
+        self._store = store or BusSnapshotStore(bus, settings.snapshot_topic)
+        by_symbol: dict[str, Market] = {str(s): m for s, m in markets.markets.items()}
+        self.directory = BookDirectory(by_symbol, self.config.orders_topic)
+        self.consumer = OrderConsumer(
+            bus,
+            self.config,
+            markets=by_symbol,
+            snapshots=BookSnapshots(self._store, by_symbol, self.metrics),
+            directory=self.directory,
+            metrics=self.metrics,
+            on_change=self._update_health,
+        )
+        servicer = MatcherServicer(self.directory)
+        self.server = GrpcServer(
+            service_names=[SERVICE_NAME],
+            registrars=[lambda s: matcher_pb2_grpc.add_MatcherServicer_to_server(servicer, s)],
+            host=settings.host,
+            port=settings.port,
+            grace_seconds=settings.grace_seconds,
+        )
+        self.metrics_port = 0
+        """The metrics port bound by `start` (0: not served)."""
+        self._bus_reachable = True
+        self._serving = False
+        self._serving_event = asyncio.Event()
+        self._health_lock = asyncio.Lock()
+        self._running = False
+        self._closed = False
+
+    @property
+    def port(self) -> int:
+        """The gRPC port bound by `start`."""
+        return self.server.bound_port
+
+    @property
+    def serving(self) -> bool:
+        """Whether health says SERVING now."""
+        return self._serving
+
+    async def start(self) -> int:
+        """Create missing topics, then serve metrics and gRPC (NOT_SERVING until recovered).
+
+        Returns:
+            The gRPC port bound.
+
+        Raises:
+            BusError: the bus is unreachable or refused the topics.
+        """
+        await self._ensure_topics()
+        await self.consumer.prepare()
+        if self.settings.metrics_port:
+            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+        port = await self.server.start()
+        log.info(
+            "matcher started",
+            port=port,
+            metrics_port=self.metrics_port,
+            group_id=self.config.group_id,
+            orders_topic=self.config.orders_topic,
+            engine_topic=self.config.engine_topic,
+        )
+        return port
+
+    async def _ensure_topics(self) -> None:
+        """Create each topic that is missing; use an existing one as it is.
+
+        Instances starting together race to create the topics; the loser may find a topic
+        that exists but is not visible to it yet, so that case is tried again a few times.
+        """
+        wanted = [
+            TopicSpec(self.config.orders_topic, self.settings.partitions),
+            TopicSpec(self.config.engine_topic, self.settings.partitions),
+            TopicSpec(self.settings.snapshot_topic, 1, compacted=True),
+        ]
+        for attempt in range(1, _CREATE_ATTEMPTS + 1):
+            try:
+                missing = [spec for spec in wanted if not await self._exists(spec.name)]
+                if missing:
+                    await self._bus.create_topics(missing)
+                    log.info("topics created", topics=[spec.name for spec in missing])
+                return
+            except UnknownTopicError:
+                if attempt == _CREATE_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
+
+    async def _exists(self, topic: str) -> bool:
+        try:
+            await self._bus.partitions(topic)
+        except UnknownTopicError:
+            return False
+        return True
+
+    async def run(self) -> int:
+        """Join the group, recover, match until stopped (status 0) or a fail-stop (status 1)."""
+        self._running = True
+        supervisor = Supervisor(self.server, on_stop=self._close)
+        supervisor.spawn("orders", self.consumer.run())
+        supervisor.spawn("probe", self._probe_loop())
+        try:
+            return await supervisor.run()
+        except Exception as e:
+            log.exception("shutdown failed", error=repr(e))
+            return EXIT_FATAL
+        finally:
+            self._running = False
+
+    async def stop(self) -> None:
+        """Begin a graceful stop: `run` returns once the batch in progress has committed."""
+        await self.server.stop()
+        if not self._running:
+            await self._close()
+
+    async def wait_serving(self) -> None:
+        """Return once health says SERVING (for tests and an all-in-one `ordermesh up`)."""
+        await self._serving_event.wait()
+
+    async def _probe_loop(self) -> NoReturn:
+        while True:
+            reachable = await self.consumer.probe(within=max(self.settings.probe_seconds, 1.0))
+            if reachable != self._bus_reachable:
+                self._bus_reachable = reachable
+                log.info("bus reachability changed", reachable=reachable)
+                await self._update_health()
+            await asyncio.sleep(self.settings.probe_seconds)
+
+    async def _update_health(self) -> None:
+        async with self._health_lock:
+            serving = self.consumer.ready and self._bus_reachable and not self._closed
+            if serving == self._serving or not self.server.bound_port:
+                return
+            self._serving = serving
+            if serving:
+                self._serving_event.set()
+            else:
+                self._serving_event.clear()
+            await self.server.set_serving(serving)
+            log.info("health", serving=serving, partitions=self.consumer.owned_partitions)
+
+    async def _close(self) -> None:
+        """Let the batch in progress commit, leave the group, release the clients."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.consumer.close()
+        finally:
+            if isinstance(self._store, BusSnapshotStore):
+                await self._store.close()
+            self.metrics.close()
+
+
+def build(
+    settings: MatcherSettings,
+    bus: Bus,
+    *,
+    markets: MarketTable | None = None,
+    store: SnapshotStore | None = None,
+) -> MatcherService:
+    """A matcher service on `bus` (not started; the caller owns and closes the bus).
+
+    Args:
+        settings: what to serve and how.
+        bus: the log (KafkaBus, or a MemoryBus in one process).
+        markets: the market table; loaded from settings.markets when None.
+        store: where book snapshots live; the bus's snapshot topic when None.
+
+    Raises:
+        MarketConfigError: the markets file is missing or invalid.
+    """
+    table = markets if markets is not None else load_markets(settings.markets)
+    return MatcherService(settings, bus, table, store=store)
