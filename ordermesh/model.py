@@ -15,6 +15,12 @@ Asset = NewType("Asset", str)
 FEE_ACCOUNT = AccountId(0)
 """Fees of both sides of every trade are credited here."""
 
+EXTERNAL_ACCOUNT = AccountId(2**63 - 1)
+"""The outside world: the contra account of deposits and withdrawals in the ledger."""
+
+MAX_ACCOUNT_ID = AccountId(2**63 - 2)
+"""The largest customer account id (ids fit a signed 64-bit column; above is reserved)."""
+
 
 class Side(IntEnum):
     """Which side of the book an order is on."""

@@ -11,10 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from ordermesh.model import LedgerEntryKind, Side
+from ordermesh.model import EXTERNAL_ACCOUNT, LedgerEntryKind, Side
 from settlement.core import MINUTE_NS, OPEN_STATUSES, Candle, LedgerEntry, OrderRow, Ticker
 from settlement.core.candles import bucket_start
-from settlement.core.ledger import EXTERNAL_ACCOUNT
 from settlement.core.paging import Key
 from settlement.core.rows import TradeRow, to_signed, to_unsigned
 from settlement.store import order_from_record

@@ -3,6 +3,7 @@
 No I/O, no clock, nothing asynchronous; the adapters (consumer, store, service) wrap it.
 """
 
+from ordermesh.model import EXTERNAL_ACCOUNT
 from settlement.core.batch import (
     BatchError,
     BatchPlan,
@@ -13,7 +14,7 @@ from settlement.core.batch import (
     plan_batch,
 )
 from settlement.core.candles import MINUTE_NS, CandleInterval, aggregate, fold_candles
-from settlement.core.ledger import EXTERNAL_ACCOUNT, funding_legs, trade_legs, trade_reference
+from settlement.core.ledger import funding_legs, trade_legs, trade_reference
 from settlement.core.orders import (
     OPEN_STATUSES,
     OrderConflictError,

@@ -34,9 +34,9 @@ from ordermesh.events import (
     TradeExecuted,
 )
 from ordermesh.markets import Market
+from ordermesh.model import EXTERNAL_ACCOUNT
 from settlement.core.candles import fold_candles
 from settlement.core.ledger import (
-    EXTERNAL_ACCOUNT,
     LedgerEventError,
     check_funding,
     funding_legs,

@@ -20,10 +20,9 @@ from typing import Final
 
 from ordermesh.events import LedgerEvent, TradeExecuted
 from ordermesh.markets import Market
-from ordermesh.model import FEE_ACCOUNT, LedgerEntryKind, Side
+from ordermesh.model import EXTERNAL_ACCOUNT, FEE_ACCOUNT, LedgerEntryKind, Side
 from settlement.core.rows import LedgerLeg
 
-EXTERNAL_ACCOUNT: Final = 2**63 - 1
 """The outside world: the contra account of every deposit and withdrawal.
 
 Its balance is minus what customers (and the fee account) hold. No trading account may

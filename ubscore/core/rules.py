@@ -15,9 +15,9 @@ from ordermesh import amounts
 from ordermesh.amounts import INT64_MAX, AmountError
 from ordermesh.events import NewOrder
 from ordermesh.markets import AssetSpec, Market
-from ordermesh.model import FEE_ACCOUNT, Asset, OrderType, RejectReason, Side
+from ordermesh.model import FEE_ACCOUNT, MAX_ACCOUNT_ID, Asset, OrderType, RejectReason, Side
 from ubscore.core.errors import InsufficientFundsError, InvalidRequestError
-from ubscore.core.values import UINT64_MAX, ReserveRequest, UBSCoreConfig
+from ubscore.core.values import ReserveRequest, UBSCoreConfig
 
 CLIENT_ORDER_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,36}")
 """What a client_order_id may be: 1-36 letters, digits, '_' or '-'."""
@@ -57,8 +57,8 @@ def owns(config: UBSCoreConfig, account_id: int) -> bool:
 
 def check_account(config: UBSCoreConfig, account_id: int, *, trading: bool) -> None:
     """Raise INVALID_ACCOUNT for an id out of range, of another shard, or 0 when trading."""
-    if not 0 <= account_id <= UINT64_MAX:
-        problem = f"account_id must be 0..{UINT64_MAX}, was {account_id}"
+    if not 0 <= account_id <= MAX_ACCOUNT_ID:
+        problem = f"account_id must be 0..{MAX_ACCOUNT_ID}, was {account_id}"
     elif trading and account_id == FEE_ACCOUNT:
         problem = "account 0 is the fee account; it cannot place or cancel orders"
     elif not owns(config, account_id):

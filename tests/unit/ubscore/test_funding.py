@@ -130,6 +130,7 @@ def test_a_reference_can_be_reused_once_it_left_every_window():
         ((7, BTC, 1, "x" * 129), RejectReason.INVALID_REFERENCE_ID, "reference_id"),
         ((-1, BTC, 1, "r"), RejectReason.INVALID_ACCOUNT, "account_id"),
         ((2**64, BTC, 1, "r"), RejectReason.INVALID_ACCOUNT, "account_id"),
+        ((2**63 - 1, BTC, 1, "r"), RejectReason.INVALID_ACCOUNT, "account_id"),
     ],
 )
 def test_a_refused_funding_names_its_reason_and_changes_nothing(

@@ -217,6 +217,7 @@ def _market_buy(**changes: object) -> ReserveRequest:
         (_req(account_id=AccountId(0)), RejectReason.INVALID_ACCOUNT, "account_id"),
         (_req(account_id=AccountId(-1)), RejectReason.INVALID_ACCOUNT, "account_id"),
         (_req(account_id=AccountId(2**64)), RejectReason.INVALID_ACCOUNT, "account_id"),
+        (_req(account_id=AccountId(2**63 - 1)), RejectReason.INVALID_ACCOUNT, "account_id"),
     ],
 )
 def test_a_refused_order_names_its_reason_and_changes_nothing(
