@@ -5,18 +5,23 @@ Partitions are append-only lists; a key picks its partition exactly as Kafka's d
 partitioner does. Transactions append their records at once but hide them from
 read_committed consumers until the commit marker; markers take offsets, as on Kafka.
 Consumer groups rebalance eagerly (every member gives up all its partitions, then gets its
-new share) when a member joins or leaves. Compaction and retention are not modelled.
+new share) when a member joins or leaves. Retention is not modelled.
+
+With a `data_dir`, every change is also appended to a journal there (`ordermesh.bus.journal`)
+and the bus opens with the state the journal holds: the same records at the same offsets,
+group offsets and producer epochs; transactions a crash left open are aborted, and
+compacted topics keep only the newest record per key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from aiokafka.partitioner import murmur2
 
@@ -32,6 +37,13 @@ from ordermesh.bus.base import (
     TopicSpec,
     UnknownTopicError,
 )
+from ordermesh.bus.journal import (
+    DEFAULT_FSYNC_INTERVAL_MS,
+    FsyncPolicy,
+    Journal,
+    Recovered,
+)
+from ordermesh.bus.memory_groups import Group, Member
 
 
 def _wall_clock_ms() -> int:
@@ -60,6 +72,7 @@ class _Outcome(Enum):
 
 @dataclass(eq=False, slots=True)
 class _Transaction:
+    number: int
     outcome: _Outcome = _Outcome.OPEN
     partitions: list[_Partition] = field(default_factory=list)
     offsets: tuple[str, dict[TopicPartition, int]] | None = None
@@ -67,7 +80,7 @@ class _Transaction:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    record: Record | None  # None: a transaction marker
+    record: Record | None  # None: a transaction marker, or a record compacted away
     transaction: _Transaction | None
 
     def visible(self, read_committed: bool) -> bool:
@@ -79,7 +92,8 @@ class _Entry:
 
 
 class _Partition:
-    def __init__(self) -> None:
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
         self.entries: list[_Entry] = []
         self.open: dict[_Transaction, int] = {}  # open transaction -> its first offset here
 
@@ -102,86 +116,47 @@ class _TransactionalId:
     open: _Transaction | None = None
 
 
-@dataclass(eq=False, slots=True)
-class _Member:
-    """What a group knows of a consumer; `positions` holds its assignment (None: unresolved)."""
-
-    topics: tuple[str, ...] = ()
-    listener: RebalanceListener | None = None
-    positions: dict[TopicPartition, int | None] = field(default_factory=dict)
-    failure: Exception | None = None
-    settled: bool = True
-    """False from a rebalance's start until this member's on_partitions_assigned returned."""
-
-    async def notify(
-        self, callback: Callable[[frozenset[TopicPartition]], Awaitable[None]]
-    ) -> None:
-        # A listener failure must not break the rebalance of the other members: it is
-        # raised from this consumer's next getmany instead (the Kafka adapter does the same).
-        try:
-            await callback(frozenset(self.positions))
-        except Exception as exc:
-            self.failure = self.failure or exc
-
-    async def revoke(self) -> None:
-        if self.listener is not None and self.positions:
-            await self.notify(self.listener.on_partitions_revoked)
-        self.positions = {}
-
-
-class _Group:
-    def __init__(self, log: _Log) -> None:
-        self.committed: dict[TopicPartition, int] = {}
-        self.members: list[_Member] = []
-        self._log = log
-        self._lock = asyncio.Lock()
-
-    async def rebalance(
-        self, *, joining: _Member | None = None, leaving: _Member | None = None
-    ) -> None:
-        """Revoke everything from every member, then hand out the new shares, in join order."""
-        async with self._lock:
-            members = [m for m in self.members if m is not leaving]
-            if joining is not None and joining not in members:
-                members.append(joining)
-            plan = self._plan(members)
-            for member in {*self.members, *members}:
-                member.settled = False
-            for member in self.members:
-                await member.revoke()
-            self.members = members
-            for member in members:
-                member.positions = dict.fromkeys(plan[id(member)])
-            for member in members:
-                if member.listener is not None:
-                    await member.notify(member.listener.on_partitions_assigned)
-                member.settled = True
-                self._log.signal.notify()
-            if leaving is not None:
-                leaving.settled = True
-
-    def _plan(self, members: list[_Member]) -> dict[int, list[TopicPartition]]:
-        """Sorted partitions dealt round-robin over the members subscribed to their topic."""
-        plan: dict[int, list[TopicPartition]] = {id(m): [] for m in members}
-        topics = sorted({topic for m in members for topic in m.topics})
-        turn = itertools.count()
-        for topic in topics:
-            takers = [m for m in members if topic in m.topics]
-            for index in range(len(self._log.partitions_of(topic))):
-                taker = takers[next(turn) % len(takers)]
-                plan[id(taker)].append(TopicPartition(topic, index))
-        return plan
-
-
 class _Log:
     """The state every producer and consumer of one bus shares."""
 
     def __init__(self, clock_ms: Callable[[], int]) -> None:
         self.topics: dict[str, list[_Partition]] = {}
-        self.groups: dict[str, _Group] = {}
+        self.groups: dict[str, Group] = {}
         self.transactional_ids: dict[str, _TransactionalId] = {}
         self.signal = _Signal()
         self.clock_ms = clock_ms
+        self.journal: Journal | None = None
+        self.next_transaction = 1
+
+    def restore(self, recovered: Recovered) -> None:
+        """Take the state a journal held (on an empty log)."""
+        self.next_transaction = recovered.next_transaction
+        for spec in recovered.topics.values():
+            self.topics[spec.name] = [
+                _Partition(TopicPartition(spec.name, i)) for i in range(spec.partitions)
+            ]
+        ended = {
+            number: _Transaction(number, _Outcome.COMMITTED if committed else _Outcome.ABORTED)
+            for number, committed in recovered.outcomes.items()
+        }
+        for tp, entries in recovered.partitions.items():
+            self.partition(tp).entries = [
+                _Entry(record, ended[number] if number else None) for record, number in entries
+            ]
+        for group_id, offsets in recovered.committed.items():
+            self.group(group_id).committed.update(offsets)
+        for transactional_id, epoch in recovered.epochs.items():
+            self.transactional_ids[transactional_id] = _TransactionalId(epoch)
+
+    def new_transaction(self) -> _Transaction:
+        transaction = _Transaction(self.next_transaction)
+        self.next_transaction += 1
+        return transaction
+
+    def commit_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
+        if self.journal is not None:
+            self.journal.commit_offsets(group_id, offsets)
+        self.group(group_id).committed.update(offsets)
 
     def partitions_of(self, topic: str) -> list[_Partition]:
         try:
@@ -197,13 +172,20 @@ class _Log:
             )
         return partitions[tp.partition]
 
-    def group(self, group_id: str) -> _Group:
-        return self.groups.setdefault(group_id, _Group(self))
+    def group(self, group_id: str) -> Group:
+        return self.groups.setdefault(group_id, Group(self))
 
     def end_transaction(self, transaction: _Transaction, *, commit: bool) -> None:
         """Write a marker in each partition written to; apply the offsets on commit."""
         if transaction.outcome is not _Outcome.OPEN:
             return
+        if self.journal is not None:
+            self.journal.end_transaction(
+                transaction.number,
+                commit=commit,
+                markers=[(p.tp, p.end) for p in transaction.partitions],
+                offsets=transaction.offsets,
+            )
         transaction.outcome = _Outcome.COMMITTED if commit else _Outcome.ABORTED
         for partition in transaction.partitions:
             partition.entries.append(_Entry(None, transaction))
@@ -219,10 +201,31 @@ class MemoryBus:
 
     Args:
         clock_ms: Milliseconds since the epoch for record timestamps; the wall clock if None.
+        data_dir: Keep a journal here and open with the state it holds; memory only if None.
+        fsync: When the journal is forced to disk: every write ("always"), at most every
+            `fsync_interval_ms` ("batch"), or never (the OS decides). Every write reaches
+            the OS at once, so a process that dies loses nothing in any mode.
+        fsync_interval_ms: The "batch" interval.
+
+    Raises:
+        JournalError: `data_dir` is in use by another bus, or its journal is corrupt.
     """
 
-    def __init__(self, *, clock_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock_ms: Callable[[], int] | None = None,
+        data_dir: Path | None = None,
+        fsync: FsyncPolicy = "batch",
+        fsync_interval_ms: int = DEFAULT_FSYNC_INTERVAL_MS,
+    ) -> None:
         self._log = _Log(clock_ms or _wall_clock_ms)
+        if data_dir is not None:
+            journal, recovered = Journal.open(
+                data_dir, fsync=fsync, fsync_interval_ms=fsync_interval_ms
+            )
+            self._log.restore(recovered)
+            self._log.journal = journal
 
     def producer(self, *, transactional_id: str | None = None) -> MemoryProducer:
         """A producer, transactional when `transactional_id` is given (not started)."""
@@ -256,14 +259,20 @@ class MemoryBus:
                     f"topic {spec.name!r} needs at least 1 partition, was {spec.partitions}"
                 )
             if existing is None:
-                self._log.topics[spec.name] = [_Partition() for _ in range(spec.partitions)]
+                if self._log.journal is not None:
+                    self._log.journal.create_topic(spec)
+                self._log.topics[spec.name] = [
+                    _Partition(TopicPartition(spec.name, i)) for i in range(spec.partitions)
+                ]
 
     async def partitions(self, topic: str) -> int:
         """How many partitions `topic` has; UnknownTopicError if it does not exist."""
         return len(self._log.partitions_of(topic))
 
     async def close(self) -> None:
-        """Nothing to release: the log lives as long as the bus object."""
+        """Close the journal, if any (flushed to disk); without one, nothing to release."""
+        if self._log.journal is not None:
+            self._log.journal.close()
 
 
 class MemoryProducer:
@@ -287,6 +296,8 @@ class MemoryProducer:
             if state.open is not None:
                 self._log.end_transaction(state.open, commit=False)
                 state.open = None
+            if self._log.journal is not None:
+                self._log.journal.fence(self._transactional_id, state.epoch + 1)
             state.epoch += 1
             self._epoch = state.epoch
         self._started = True
@@ -323,6 +334,8 @@ class MemoryProducer:
         if transaction is not None and transaction not in target.open:
             target.open[transaction] = record.offset
             transaction.partitions.append(target)
+        if self._log.journal is not None:
+            self._log.journal.append(record, 0 if transaction is None else transaction.number)
         target.entries.append(_Entry(record, transaction))
         self._log.signal.notify()
         return record
@@ -345,7 +358,7 @@ class MemoryProducer:
             raise BusError("begin_transaction needs a producer with a transactional id")
         if self._transaction is not None:
             raise BusError(f"producer {self._transactional_id!r} already has an open transaction")
-        self._transaction = _Transaction()
+        self._transaction = self._log.new_transaction()
         self._log.transactional_ids[self._transactional_id].open = self._transaction
 
     async def send_offsets_to_transaction(
@@ -403,7 +416,7 @@ class MemoryConsumer:
         self._group_id = group_id
         self._read_committed = read_committed
         self._reset = reset
-        self._member = _Member()
+        self._member = Member()
         self._started = False
         self._joining: asyncio.Task[None] | None = None
         self._turn = 0
@@ -547,14 +560,14 @@ class MemoryConsumer:
 
     async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Store the group's offsets (the next offset to read); the current positions if None."""
-        group = self._group()
+        group_id = self._required_group_id()
         if offsets is None:
             offsets = {tp: p for tp, p in self._member.positions.items() if p is not None}
         for tp, offset in offsets.items():
             self._assigned(tp)
             if offset < 0:
                 raise BusError(f"committed offset must be >= 0, was {offset} for {tp}")
-        group.committed.update(offsets)
+        self._log.commit_offsets(group_id, offsets)
 
     async def committed(self, partition: TopicPartition) -> int | None:
         """The group's committed offset for `partition`, or None."""
@@ -578,7 +591,10 @@ class MemoryConsumer:
         if partition not in self._member.positions:
             raise BusError(f"partition {partition} is not assigned to this consumer")
 
-    def _group(self) -> _Group:
+    def _required_group_id(self) -> str:
         if self._group_id is None:
             raise BusError("committed offsets need a consumer with a group_id")
-        return self._log.group(self._group_id)
+        return self._group_id
+
+    def _group(self) -> Group:
+        return self._log.group(self._required_group_id())
