@@ -128,9 +128,10 @@ class GrpcServer:
 
     async def start(self) -> int:
         """Bind, register everything, start serving (health NOT_SERVING); return the port."""
-        server = grpc.aio.server(
-            interceptors=[_VersionInterceptor(self.version)], options=list(self.options)
-        )
+        # gRPC sets SO_REUSEPORT by default: a second process could then listen on the same
+        # port and take part of the calls. A port in use must fail the start instead.
+        options = [("grpc.so_reuseport", 0), *self.options]
+        server = grpc.aio.server(interceptors=[_VersionInterceptor(self.version)], options=options)
         for register in self.registrars:
             register(server)
         self._health = health.aio.HealthServicer()
@@ -138,7 +139,10 @@ class GrpcServer:
         reflection.enable_server_reflection(
             (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.bound_port = server.add_insecure_port(f"{self.host}:{self.port}")
+        try:
+            self.bound_port = server.add_insecure_port(f"{self.host}:{self.port}")
+        except RuntimeError as e:  # grpc's way of saying the bind failed
+            raise OSError(f"cannot listen on {self.host}:{self.port} (bind failed: {e})") from e
         if self.bound_port == 0:
             raise OSError(f"cannot listen on {self.host}:{self.port}")
         self._server = server

@@ -166,3 +166,11 @@ async def test_health_watch_streams_changes_with_the_version_header(served):
     second = await watch.read()
     assert second.status == health_pb2.HealthCheckResponse.SERVING
     watch.cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_port_in_use_fails_the_start(served):
+    server, _, _ = served
+    second = GrpcServer(service_names=[], registrars=[], port=server.bound_port)
+    with pytest.raises(OSError, match="cannot listen"):
+        await second.start()
