@@ -1,0 +1,1 @@
+"""The gateway in front of the real ubscore, matcher and settlement, all in one process."""
