@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 
 import ordermesh
+from ordermesh.config import SettingsError, add_arguments, load_settings, unknown_environment
+from ordermesh.embedded import UpSettings, run_embedded
 from ordermesh.markets import DEFAULT_MARKETS_PATH, MarketConfigError, load_markets
+from ordermesh.telemetry import configure_logging
 
 EXIT_USAGE = 2
-EXIT_NOT_READY = 3
+EXIT_INTERRUPTED = 130
 
 
 def _cmd_markets(args: argparse.Namespace) -> int:
@@ -34,14 +38,36 @@ def _cmd_markets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_up(_args: argparse.Namespace) -> int:
-    print(
-        "ordermesh up: the mesh is not ready yet: the gateway, ubscore, matcher and settlement "
-        "services have not landed.\nWhat works today: `ordermesh markets` checks the market "
-        "table, and `make test` runs the test suite.",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_READY
+UP_DESCRIPTION = """\
+Run the whole mesh in this one process, on localhost: the gateway (what clients call),
+ubscore (balances), the matcher and settlement (history in PostgreSQL), on the in-memory
+bus and an embedded PostgreSQL. Nothing to install or configure.
+
+Data lives in the data directory (default ./.ordermesh): log/ (the bus's journal),
+postgres/ (the database), api_keys.toml (the gateway's API keys; new demo keys are made on
+the first start and printed each time). Ctrl-C stops everything cleanly, and the next
+`ordermesh up` on the same directory resumes with the same balances and orders.
+To start afresh, stop it and delete the data directory (rm -rf .ordermesh).
+
+No account holds money until an admin deposits some; the start-up message shows how.
+With --kafka and --postgres it runs the same four services on those servers instead;
+`python -m ubscore` (matcher, settlement) runs one service alone.
+"""
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(UpSettings, args)
+        configure_logging(settings.log_level, settings.log_format)
+    except (SettingsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    for warning in unknown_environment([UpSettings]):
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        return asyncio.run(run_embedded(settings))
+    except KeyboardInterrupt:  # before the signal handlers are in place
+        return EXIT_INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ordermesh {ordermesh.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     up = commands.add_parser(
-        "up", help="run all four services on localhost", description="Run the whole mesh locally."
+        "up",
+        help="run all four services on localhost (zero setup; data in ./.ordermesh)",
+        description=UP_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Each flag can also be set by the environment variable shown; a flag wins.",
     )
+    add_arguments(up, UpSettings)
     up.set_defaults(handler=_cmd_up)
     markets = commands.add_parser(
         "markets",

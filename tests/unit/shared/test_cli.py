@@ -49,3 +49,40 @@ def test_version(argv):
     done = run(*argv)
     assert done.returncode == 0
     assert done.stdout.startswith("ordermesh ")
+
+
+def test_up_help_says_what_it_starts_where_data_goes_and_how_to_reset():
+    done = run("up", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for expected in (
+        "gateway",
+        "ubscore",
+        "matcher",
+        "settlement",
+        "embedded PostgreSQL",
+        "--data-dir",
+        "default ./.ordermesh",
+        "delete the data directory",
+        "--kafka",
+        "--postgres",
+        "--gateway-port",
+        "--metrics-port",
+    ):
+        assert expected in text
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--host", "192.0.2.1"], "host must be a loopback address"),
+        (["--gateway-port", "70000"], "ports must be 0..65535, was 70000"),
+        (["--fsync", "sometimes"], "fsync must be one of always, batch, never"),
+        (["--metrics-port", "many"], "--metrics-port='many' is not valid"),
+    ],
+)
+def test_up_refuses_bad_settings_before_starting_anything(tmp_path: Path, flags, message):
+    done = run("up", "--data-dir", str(tmp_path / "data"), *flags)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert not (tmp_path / "data").exists()

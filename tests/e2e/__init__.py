@@ -1,0 +1,1 @@
+"""End-to-end tests: `ordermesh up` as a real process, driven through the gateway."""
