@@ -1,0 +1,1 @@
+"""Both services together: ubscore and the matcher on one log."""
