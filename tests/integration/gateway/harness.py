@@ -1,8 +1,10 @@
-"""The whole mesh in this process: ubscore, matcher, settlement and the gateway on one MemoryBus.
+"""The whole mesh in this process: ubscore, matcher, settlement and the gateway on one bus.
 
-Settlement writes to a real PostgreSQL database; the gateway's API keys come from a key file
-the test writes (the gateway has none built in). Clients talk to the gateway over gRPC on
-127.0.0.1 with `x-api-key` metadata. Waits are conditions with deadlines, never fixed sleeps.
+The bus is a fresh MemoryBus, or the KafkaBus a test passes in (a real broker); every mesh has
+its own topic prefix, so meshes on one cluster never meet. Settlement writes to a real
+PostgreSQL database; the gateway's API keys come from a key file the test writes (the gateway
+has none built in). Clients talk to the gateway over gRPC on 127.0.0.1 with `x-api-key`
+metadata. Waits are conditions with deadlines, never fixed sleeps.
 """
 
 from __future__ import annotations
@@ -124,6 +126,10 @@ class Mesh:
     gateway: Running
     channel: grpc.aio.Channel
     stub: gateway_pb2_grpc.GatewayAsyncStub
+    dsn: str = ""
+    """Settlement's database."""
+    handed_out: list[int] = field(default_factory=list)
+    """The accounts `accounts` gave out so far."""
     _accounts: Iterator[int] = field(default_factory=lambda: iter(ACCOUNTS))
 
     @property
@@ -133,7 +139,9 @@ class Mesh:
 
     def accounts(self, count: int) -> list[int]:
         """`count` accounts with trader keys, none used before by this mesh."""
-        return [next(self._accounts) for _ in range(count)]
+        fresh = [next(self._accounts) for _ in range(count)]
+        self.handed_out.extend(fresh)
+        return fresh
 
     async def orders_end(self) -> dict[TopicPartition, int]:
         """The end offsets of the orders topic: commands logged so far."""
@@ -207,11 +215,31 @@ async def start_services(
     return Services(ubscore_running, matcher_running, settlement_running)
 
 
+def new_prefix() -> str:
+    """A topic prefix no other mesh uses (also names the matcher's group)."""
+    return f"g{uuid.uuid4().hex[:10]}."
+
+
 @contextlib.asynccontextmanager
-async def mesh(dsn: str, key_file: Path, **gateway_overrides: Any) -> AsyncIterator[Mesh]:
-    """The three services, then the gateway, all SERVING, on a fresh MemoryBus."""
-    bus = MemoryBus()
-    prefix = f"g{uuid.uuid4().hex[:10]}."
+async def mesh(
+    dsn: str,
+    key_file: Path,
+    *,
+    bus: Bus | None = None,
+    prefix: str | None = None,
+    **gateway_overrides: Any,
+) -> AsyncIterator[Mesh]:
+    """The three services, then the gateway, all SERVING.
+
+    Args:
+        dsn: settlement's (empty) database.
+        key_file: the gateway's API keys.
+        bus: the log; a fresh MemoryBus when None. The caller closes a bus it passes.
+        prefix: the topic prefix; a new one when None.
+        **gateway_overrides: GatewaySettings fields.
+    """
+    bus = MemoryBus() if bus is None else bus
+    prefix = new_prefix() if prefix is None else prefix
     async with contextlib.AsyncExitStack() as stack:
         services = await start_services(stack, bus, dsn, prefix)
         settings = gateway_settings(
@@ -223,7 +251,7 @@ async def mesh(dsn: str, key_file: Path, **gateway_overrides: Any) -> AsyncItera
         stack.push_async_callback(channel.close)
         yield Mesh(
             bus, prefix, services.ubscore, services.matcher, services.settlement,
-            gateway_running, channel, gateway_pb2_grpc.GatewayStub(channel),
+            gateway_running, channel, gateway_pb2_grpc.GatewayStub(channel), dsn,
         )  # fmt: skip
 
 

@@ -22,12 +22,13 @@ from tests.integration.gateway.harness import (
     settled_order,
     trader_key,
 )
+from tests.integration.gateway.settled import check_settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 
-async def test_another_account_can_neither_see_nor_cancel_my_order(running_mesh: Mesh) -> None:
-    mesh = running_mesh
+async def test_another_account_can_neither_see_nor_cancel_my_order(mesh_on_bus: Mesh) -> None:
+    mesh = mesh_on_bus
     owner, other = mesh.accounts(2)
     await deposit(mesh, owner, "USDT", "100")
     mine = await place(mesh, owner, limit(S.SIDE_BUY, "10", "1", "mine"))
@@ -57,6 +58,7 @@ async def test_another_account_can_neither_see_nor_cancel_my_order(running_mesh:
     )
     assert not listed.orders
     assert await balances(mesh, owner) == {"USDT": ("90", "10")}
+    await check_settled(mesh)
 
 
 async def test_keys_and_roles(running_mesh: Mesh) -> None:
@@ -107,6 +109,7 @@ async def test_keys_and_roles(running_mesh: Mesh) -> None:
         metadata=AS_ADMIN,
     )
     assert withdrawn.balance.available == "0.6"
+    assert (await check_settled(mesh)).supply == {"USDT": 600_000}  # 1 in, 0.4 out
 
 
 async def test_the_rate_limit_is_per_account(pg_database: str, key_file: Path) -> None:

@@ -1,4 +1,9 @@
-"""Deposit, trade with RESULT, and read it all back: balances, orders, trades, market data."""
+"""Deposit, trade with RESULT, and read it all back: balances, orders, trades, market data.
+
+Each test runs on the MemoryBus and on Kafka (`mesh_on_bus`), and ends with
+`check_settled`: every trade in PostgreSQL exactly once, GetBalances equal to the PostgreSQL
+ledger for every account, and Σ balances = deposits - withdrawals in ubscore and PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +24,15 @@ from tests.integration.gateway.harness import (
     refused,
     settled_order,
 )
+from tests.integration.gateway.settled import check_settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 BUY, SELL = S.SIDE_BUY, S.SIDE_SELL
 
 
-async def test_a_crossing_order_fills_at_the_makers_price(running_mesh: Mesh) -> None:
-    mesh = running_mesh
+async def test_a_crossing_order_fills_at_the_makers_price(mesh_on_bus: Mesh) -> None:
+    mesh = mesh_on_bus
     buyer, seller = mesh.accounts(2)
     funded = await deposit(mesh, buyer, "USDT", "1000")
     assert (funded.balance.asset, funded.balance.available) == ("USDT", "1000")
@@ -71,6 +77,8 @@ async def test_a_crossing_order_fills_at_the_makers_price(running_mesh: Mesh) ->
     assert list(again.fills) == list(taken.fills)
 
     await _settled_reads(mesh, buyer, seller, taken, rested)
+    settled = await check_settled(mesh)
+    assert (settled.trades, settled.supply) == (1, {"USDT": 1000 * 10**6, "ETH": 2 * 10**8})
 
 
 async def _settled_reads(
@@ -158,8 +166,8 @@ async def _settled_reads(
     assert [o.order_id for o in listed.orders] == [taken.order_id]
 
 
-async def test_time_in_force_post_only_and_a_quote_budget(running_mesh: Mesh) -> None:
-    mesh = running_mesh
+async def test_time_in_force_post_only_and_a_quote_budget(mesh_on_bus: Mesh) -> None:
+    mesh = mesh_on_bus
     maker, taker = mesh.accounts(2)
     await deposit(mesh, maker, "BTC", "1")
     await deposit(mesh, taker, "USDT", "1000")
@@ -216,10 +224,11 @@ async def test_time_in_force_post_only_and_a_quote_budget(running_mesh: Mesh) ->
         lambda b: b["USDT"] == ("975", "9.9"),
         what="the taker's USDT",
     )
+    assert (await check_settled(mesh)).trades == 2  # the IOC at 100, the budget at 102
 
 
-async def test_partial_fills(running_mesh: Mesh) -> None:
-    mesh = running_mesh
+async def test_partial_fills(mesh_on_bus: Mesh) -> None:
+    mesh = mesh_on_bus
     maker, taker = mesh.accounts(2)
     await deposit(mesh, maker, "BTC", "1")
     await deposit(mesh, taker, "USDT", "1000")
@@ -236,10 +245,11 @@ async def test_partial_fills(running_mesh: Mesh) -> None:
     await settled_order(mesh, maker, resting.order_id, S.ORDER_STATUS_FILLED)
     rest = await settled_order(mesh, taker, second.order_id, S.ORDER_STATUS_PARTIALLY_FILLED)
     assert (rest.filled_quantity, rest.quantity) == ("0.6", "1")
+    assert (await check_settled(mesh)).trades == 2
 
 
-async def test_cancel_ack_then_result(running_mesh: Mesh) -> None:
-    mesh = running_mesh
+async def test_cancel_ack_then_result(mesh_on_bus: Mesh) -> None:
+    mesh = mesh_on_bus
     (account,) = mesh.accounts(1)
     await deposit(mesh, account, "USDT", "100")
     first = await place(mesh, account, limit(BUY, "10", "1", "bid-1", result=False))
@@ -283,13 +293,15 @@ async def test_cancel_ack_then_result(running_mesh: Mesh) -> None:
         )
     )
     assert (again.code, again.reason) == (grpc.StatusCode.NOT_FOUND, "UNKNOWN_ORDER")
+    assert (await check_settled(mesh)).trades == 0
 
 
-async def test_refusals_of_ubscore_pass_through_unchanged(running_mesh: Mesh) -> None:
-    mesh = running_mesh
+async def test_refusals_of_ubscore_pass_through_unchanged(mesh_on_bus: Mesh) -> None:
+    mesh = mesh_on_bus
     (account,) = mesh.accounts(1)
     await deposit(mesh, account, "USDT", "5")
     short = await refused(place(mesh, account, limit(BUY, "100", "1", "too-big")))
     assert (short.code, short.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS")
     assert "USDT" in short.message
     assert await balances(mesh, account) == {"USDT": ("5", "0")}
+    assert (await check_settled(mesh)).supply == {"USDT": 5 * 10**6}
