@@ -43,8 +43,9 @@ test: lint ## Everything: lint, unit, property and integration tests on real Kaf
 	$(VENV)/bin/pytest -q
 
 .PHONY: bench
-bench: $(STAMP) ## Run the benchmarks in bench/ (writes bench/results/*.json)
+bench: $(STAMP) ## Run the benchmarks, interpreted and mypyc-compiled (writes bench/results/*.json)
 	$(VENV)/bin/pip install -q -c requirements/constraints.txt -e '.[bench]'
+	$(PY) scripts/build_native.py
 	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 .PHONY: clean

@@ -1,17 +1,25 @@
-"""What every benchmark shares: latency summaries and the JSON result file."""
+"""What every benchmark shares: latency summaries, the JSON result file, the compiled build."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
+import sysconfig
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+NATIVE = ROOT / "build" / "native"
+"""Where scripts/build_native.py puts the mypyc-compiled modules (never in the source tree)."""
+NATIVE_ENV = "ORDERMESH_NATIVE"
+"""Set to 1 in a benchmark's environment to run it on the compiled modules."""
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -55,3 +63,51 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
+
+
+def build_native() -> str | None:
+    """Build build/native if it is missing or stale; None when ready, else why not."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter on our own build script
+        [sys.executable, str(ROOT / "scripts" / "build_native.py")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return f"scripts/build_native.py failed: {(done.stdout + done.stderr)[-2000:]}"
+    return None
+
+
+def select_build() -> str:
+    """Put build/native first on sys.path if NATIVE_ENV is 1; the build's name.
+
+    Call it before importing anything of ordermesh, matcher or ubscore.
+    """
+    if os.environ.get(NATIVE_ENV) != "1":
+        return "interpreted"
+    sys.path.insert(0, str(NATIVE))
+    return "compiled"
+
+
+def native_build() -> dict[str, Any]:
+    """Import every module the build compiled; check each is its extension in build/native.
+
+    Returns:
+        The build's mypy version and source digest, and its modules (name -> file).
+
+    Raises:
+        SystemExit: no build, or a module that came from anywhere else (a stale sys.path).
+    """
+    try:
+        manifest = json.loads((NATIVE / "BUILD.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"no compiled build in {NATIVE}: run scripts/build_native.py") from e
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    files: dict[str, str] = {}
+    for name in manifest["compiled"]:
+        path = Path(importlib.import_module(name).__file__ or "")
+        if not (path.name.endswith(suffix) and path.is_relative_to(NATIVE)):
+            raise SystemExit(f"{name} was imported from {path}, not compiled from {NATIVE}")
+        files[name] = str(path.relative_to(ROOT))
+    for name, where in files.items():
+        print(f"  compiled: {name:<24} {where}")
+    return {"mypy": manifest["mypy"], "sources_sha256": manifest["sources_sha256"],
+            "modules": files}  # fmt: skip

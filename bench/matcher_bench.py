@@ -12,8 +12,10 @@ Each engine runs in its own fresh process: --repeats timed passes over the whole
 (the best is kept; wall and CPU time), then one pass from an empty book timing every
 command (latency). Ours runs through `MatchingEngine.apply` and yields its full events
 with the hash chain; the peer returns its own order and trade objects. Ours runs twice:
-interpreted, and compiled by mypyc from the same source (under build/, never committed);
-both must end on the same hash. --profile adds a cProfile of ours to the result.
+interpreted, and compiled by mypyc from the same source (scripts/build_native.py, into
+build/native, never committed; built here first if missing or stale); both must end on the
+same hash. --profile adds a cProfile of the interpreted run to the result (compiled
+functions are invisible to cProfile).
 
     .venv/bin/python bench/matcher_bench.py [--commands N] [--seed S] [--spread T]
         [--repeats R] [--no-compiled] [--profile]
@@ -26,14 +28,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import hashlib
 import importlib.util
 import json
 import os
 import pickle
 import pstats
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,12 +45,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script (make bench): the repo root must be importable
     sys.path.insert(0, str(ROOT))
 
-from bench.common import latency_summary, write_result  # noqa: E402 - needs the path above
+from bench.common import (  # noqa: E402 - needs the path above
+    NATIVE_ENV,
+    build_native,
+    latency_summary,
+    native_build,
+    select_build,
+    write_result,
+)
 
-COMPILED_DIR = ROOT / "build" / "matcher-mypyc"
-# The event writer (chain) stays interpreted: it mostly sets attributes of the interpreted
-# event dataclasses, which CPython's specialising interpreter does faster than compiled code.
-COMPILED_MODULES = ("levels", "rules", "snapshot", "fok", "book", "engine")
 SYMBOL = "BTC-USDT"
 NEW, CANCEL = 0, 1
 GTC, IOC, MARKET = 0, 1, 2
@@ -198,12 +201,12 @@ def _command(row: Row, offset: int) -> Any:
 # -- the runs (each in its own process) ----------------------------------------------------
 
 
-def run_ours(rows: list[Row], repeats: int, profile: bool) -> dict[str, Any]:
+def run_ours(rows: list[Row], repeats: int, build: str, profile: bool) -> dict[str, Any]:
     """Throughput passes, then a latency pass, through our MatchingEngine."""
-    import matcher.core.book  # noqa: PLC0415 - after the child's sys.path
-    from matcher.core import MatchingEngine  # noqa: PLC0415 - after the child's sys.path
+    from matcher.core import MatchingEngine, construct  # noqa: PLC0415 - after select_build
     from ordermesh.events import TradeExecuted  # noqa: PLC0415 - after the child's sys.path
 
+    native = native_build() if build == "compiled" else None
     market = _market()
     commands = [_command(row, offset) for offset, row in enumerate(rows)]
     gc.collect()
@@ -240,7 +243,8 @@ def run_ours(rows: list[Row], repeats: int, profile: bool) -> dict[str, Any]:
     if engine.book(market.symbol).last_hash != final_hash:
         raise SystemExit("the latency pass ended on another hash: not deterministic")
     result = {
-        "build": "mypyc" if matcher.core.book.__file__.endswith(".so") else "interpreted",
+        "build": build,
+        "event_construction": "layout twins" if construct.FAST else "constructors",
         **_figures(len(commands), passes, samples),
         "events": events,
         "events_per_command": round(events / len(commands), 3),
@@ -248,6 +252,9 @@ def run_ours(rows: list[Row], repeats: int, profile: bool) -> dict[str, Any]:
         "volume_base_atoms": volume,
         "final_hash": final_hash.hex(),
     }
+    if native is not None:
+        result["mypy"] = native["mypy"]
+        result["compiled_modules"] = len(native["modules"])
     if profile:
         result["profile"] = _profile(MatchingEngine([market]).apply, commands)
     return result
@@ -351,42 +358,6 @@ def _figures(
     }
 
 
-# -- the compiled build --------------------------------------------------------------------
-
-
-def build_compiled() -> str | None:
-    """Compile matcher/core with mypyc into build/; return why not if it cannot."""
-    sources = [ROOT / "matcher" / "__init__.py", *sorted((ROOT / "matcher" / "core").glob("*.py"))]
-    depends = sorted((ROOT / "ordermesh").glob("*.py"))  # the types the compiled code assumes
-    digest = hashlib.sha256(
-        " ".join(COMPILED_MODULES).encode()
-        + b"".join(path.read_bytes() for path in (*sources, *depends))
-    ).hexdigest()
-    stamp = COMPILED_DIR / "source.sha256"
-    if stamp.exists() and stamp.read_text() == digest:
-        return None
-    shutil.rmtree(COMPILED_DIR, ignore_errors=True)
-    for path in sources:
-        target = COMPILED_DIR / path.relative_to(ROOT)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    types_only = COMPILED_DIR / "mypy-path"  # not importable: it only lets mypy see ordermesh
-    types_only.mkdir()
-    (types_only / "ordermesh").symlink_to(ROOT / "ordermesh")
-    mypyc = Path(sys.executable).parent / "mypyc"
-    if not mypyc.exists():
-        return "mypyc is not installed (pip install -e '.[dev]')"
-    command = [str(mypyc), *(f"matcher/core/{name}.py" for name in COMPILED_MODULES)]
-    done = subprocess.run(  # noqa: S603 - our own venv's mypyc on our own files
-        command, cwd=COMPILED_DIR, env={**os.environ, "MYPYPATH": str(types_only)},
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        return f"mypyc failed: {(done.stdout + done.stderr)[-2000:]}"
-    stamp.write_text(digest)
-    return None
-
-
 # -- orchestration -------------------------------------------------------------------------
 
 
@@ -397,8 +368,9 @@ def _child(kind: str, stream: Path, args: argparse.Namespace) -> dict[str, Any]:
                str(out), "--repeats", str(args.repeats)]  # fmt: skip
     if args.profile:
         command.append("--profile")
+    env = {**os.environ, NATIVE_ENV: "1" if kind == "compiled" else "0"}
     try:
-        subprocess.run(command, check=True)  # noqa: S603 - this very script, fresh interpreter
+        subprocess.run(command, env=env, check=True)  # noqa: S603 - this very script, fresh interpreter
         result: dict[str, Any] = json.loads(out.read_text())
         return result
     finally:
@@ -426,7 +398,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         del rows
         runs["ours_interpreted"] = _child("ours", stream, args)
         _print("ours (interpreted)", runs["ours_interpreted"])
-        problem = "skipped (--no-compiled)" if args.no_compiled else build_compiled()
+        problem = "skipped (--no-compiled)" if args.no_compiled else build_native()
         if problem is None:
             runs["ours_compiled"] = _child("compiled", stream, args)
             _print("ours (mypyc)", runs["ours_compiled"])
@@ -488,8 +460,12 @@ def main() -> None:
         help="mean ticks between a resting order and the touch",
     )
     parser.add_argument("--repeats", type=int, default=3, help="throughput passes (best kept)")
-    parser.add_argument("--no-compiled", action="store_true", help="skip the mypyc build")
-    parser.add_argument("--profile", action="store_true", help="add a cProfile of ours")
+    parser.add_argument(
+        "--no-compiled", action="store_true", help="skip the run on the mypyc build"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="add a cProfile of ours (interpreted run)"
+    )
     parser.add_argument("--child", choices=("ours", "compiled", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--stream", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -497,13 +473,12 @@ def main() -> None:
     if args.child is None:
         orchestrate(args)
         return
-    if args.child == "compiled":
-        sys.path.insert(0, str(COMPILED_DIR))
+    build = select_build()  # before anything of ours is imported
     rows = pickle.loads(args.stream.read_bytes())  # noqa: S301 - written by our parent
     if args.child == "peer":
         result = run_peer(rows, args.repeats)
     else:
-        result = run_ours(rows, args.repeats, args.profile and args.child == "ours")
+        result = run_ours(rows, args.repeats, build, args.profile and build == "interpreted")
     args.out.write_text(json.dumps(result))
 
 

@@ -18,7 +18,12 @@ over the repeats are reported, with the GC on (as a service runs; the headline) 
 then one more steady pass times every call for latency percentiles. Every repeat must end on
 the same state hash.
 
-    .venv/bin/python bench/ubscore_bench.py [--orders N] [--accounts A] [--seed S] [--repeats R]
+All of this runs twice, each time in a fresh process: on the interpreted source, and on the
+mypyc build of the same source (scripts/build_native.py, into build/native, never
+committed; built here first if missing or stale). Both must end on the same state hashes.
+
+    .venv/bin/python bench/ubscore_bench.py [--orders N] [--accounts A] [--seed S]
+        [--repeats R] [--no-compiled]
 
 Prints a table and writes bench/results/ubscore.json.
 """
@@ -27,9 +32,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +49,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script (make bench): the repo root must be importable
     sys.path.insert(0, str(ROOT))
 
-from bench.common import latency_summary, write_result  # noqa: E402 - needs the path above
+from bench.common import (  # noqa: E402 - needs the path above
+    NATIVE_ENV,
+    build_native,
+    latency_summary,
+    native_build,
+    select_build,
+    write_result,
+)
+
+BUILD = select_build()  # the compiled modules first on sys.path if asked: before any of ours
 from ordermesh import amounts  # noqa: E402
 from ordermesh.events import (  # noqa: E402
     EngineEvent,
@@ -370,14 +388,9 @@ def _repeat(
     return summarize(runs)
 
 
-def main() -> int:
-    """Build the stream, run the repeats, print the table and write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=200_000, help="reserve requests")
-    parser.add_argument("--accounts", type=int, default=10_000, help="funded accounts")
-    parser.add_argument("--seed", type=int, default=20_261_121)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """This process's build: the stream, the repeats and the latency pass; its figures."""
+    native = native_build() if BUILD == "compiled" else None
     markets = load_markets()
     stream = build_stream(markets, args.orders, args.accounts, args.seed)
     hashes: dict[str, set[str]] = {}
@@ -393,6 +406,71 @@ def main() -> int:
     if any(len(digests) != 1 for digests in hashes.values()):
         raise SystemExit("repeats ended on different state hashes: the core is not deterministic")
     placed = sum(len(chunk.dones) for chunk in stream.steady)
+    return {
+        "build": BUILD,
+        **(
+            {"mypy": native["mypy"], "compiled_modules": len(native["modules"])}
+            if native is not None
+            else {}
+        ),
+        **figures,
+        "latency_steady_gc_on": latencies(markets, stream),
+        "final_state_hash": {name: digests.pop() for name, digests in hashes.items()},
+        "retries_deduplicated": args.orders - placed,
+        "trades": {
+            "steady": sum(len(c.trades) for c in stream.steady),
+            "bulk": len(stream.bulk.trades),
+        },
+    }
+
+
+def _child(build: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run `measure` for one build in a fresh interpreter; its figures."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        out = Path(handle.name)
+    command = [sys.executable, __file__, "--child", "--out", str(out), "--orders",
+               str(args.orders), "--accounts", str(args.accounts), "--seed", str(args.seed),
+               "--repeats", str(args.repeats)]  # fmt: skip
+    env = {**os.environ, NATIVE_ENV: "1" if build == "compiled" else "0"}
+    try:
+        subprocess.run(command, env=env, check=True)  # noqa: S603 - this very script
+        figures: dict[str, Any] = json.loads(out.read_text())
+        return figures
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def _print(build: str, figures: dict[str, Any]) -> None:
+    print(f"== {build}")
+    for label in ("steady_gc_on", "bulk_gc_on", "steady_gc_off"):
+        print(f"{label}:")
+        for phase, numbers in figures[label].items():
+            print(
+                f"  {phase:8s} {numbers['count']:>9,d} calls  best {numbers['best_per_s']:>9,.0f}/s"
+                f"  median {numbers['median_per_s']:>9,.0f}/s"
+            )
+    for kind, summary in figures["latency_steady_gc_on"].items():
+        print(f"latency {kind}: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.items()))
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    """Measure each build in its own process, compare them, write the JSON."""
+    runs: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    runs["interpreted"] = _child("interpreted", args)
+    _print("interpreted", runs["interpreted"])
+    problem = "skipped (--no-compiled)" if args.no_compiled else build_native()
+    if problem is None:
+        runs["compiled"] = _child("compiled", args)
+        _print("compiled (mypyc)", runs["compiled"])
+    else:
+        notes.append(f"compiled build: {problem}")
+    shared = ("final_state_hash", "retries_deduplicated", "trades")
+    if any(run[key] != runs["interpreted"][key] for run in runs.values() for key in shared):
+        raise SystemExit("the builds ended on different state hashes: they do not agree")
+    reservations = {
+        build: run["steady_gc_on"]["reserve"]["best_per_s"] for build, run in runs.items()
+    }
     result: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),
         "seed": args.seed,
@@ -400,28 +478,42 @@ def main() -> int:
         "accounts": args.accounts,
         "repeats": args.repeats,
         "steady_chunk_and_lag": [CHUNK, LAG],
-        "retries_deduplicated": args.orders - placed,
-        "trades": {
-            "steady": sum(len(c.trades) for c in stream.steady),
-            "bulk": len(stream.bulk.trades),
-        },
+        **{key: runs["interpreted"][key] for key in shared},
         "goal_reservations_per_s": GOAL_RESERVATIONS_PER_S,
-        **figures,
-        "latency_steady_gc_on": latencies(markets, stream),
-        "final_state_hash": {name: digests.pop() for name, digests in hashes.items()},
+        "reservations_per_s": reservations,
+        "runs": {
+            build: {key: value for key, value in run.items() if key not in shared}
+            for build, run in runs.items()
+        },
+        "notes": notes,
     }
-    for label in figures:
-        print(f"{label}:")
-        for phase, numbers in result[label].items():
-            print(
-                f"  {phase:8s} {numbers['count']:>9,d} calls  best {numbers['best_per_s']:>9,.0f}/s"
-                f"  median {numbers['median_per_s']:>9,.0f}/s"
-            )
-    for kind, summary in result["latency_steady_gc_on"].items():
-        print(f"latency {kind}: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.items()))
-    best = result["steady_gc_on"]["reserve"]["best_per_s"]
-    print(f"reservations/s (steady, GC on, best): {best:,.0f}; goal {GOAL_RESERVATIONS_PER_S:,d}")
+    for build, best in reservations.items():
+        print(
+            f"reservations/s ({build}, steady, GC on, best): {best:,.0f}; "
+            f"goal {GOAL_RESERVATIONS_PER_S:,d}"
+        )
+    for note in notes:
+        print("note:", note)
     print(f"wrote {write_result('ubscore', result)}")
+
+
+def main() -> int:
+    """Run the benchmark, or one build's measurements when called as a --child."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=200_000, help="reserve requests")
+    parser.add_argument("--accounts", type=int, default=10_000, help="funded accounts")
+    parser.add_argument("--seed", type=int, default=20_261_121)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--no-compiled", action="store_true", help="skip the run on the mypyc build"
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.out.write_text(json.dumps(measure(args)))
+    else:
+        orchestrate(args)
     return 0
 
 

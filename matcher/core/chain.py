@@ -113,21 +113,22 @@ class EventChain:
     Per command: `begin`, then one call per event (`accepted`, `trade`, `done`,
     `cancel_rejected`), then `seal`, which hashes the command's events and returns them
     as `EngineEvent`s. Values are built through layout twins (`matcher.core.construct`)
-    unless those are unavailable. The hot path: each method packs and builds inline.
+    unless those are unavailable (the mypyc build). The hot path: each method packs and
+    builds inline.
     """
 
     __slots__ = (
-        "_accepted",
         "_bodies",
-        "_cancel_rejected",
-        "_done",
         "_next",
         "_offset",
+        "_pack_accepted",
+        "_pack_cancel_rejected",
+        "_pack_done",
+        "_pack_trade",
         "_parts",
         "_size",
         "_symbol_bytes",
         "_timestamp",
-        "_trade",
         "last_hash",
         "sequence",
         "symbol",
@@ -142,10 +143,10 @@ class EventChain:
         self.symbol = symbol
         self._symbol_bytes = layout.symbol_bytes
         self._size = len(layout.symbol_bytes)
-        self._accepted = layout.accepted
-        self._trade = layout.trade
-        self._done = layout.done
-        self._cancel_rejected = layout.cancel_rejected
+        self._pack_accepted = layout.accepted.pack
+        self._pack_trade = layout.trade.pack
+        self._pack_done = layout.done.pack
+        self._pack_cancel_rejected = layout.cancel_rejected.pack
         self.sequence = sequence
         """The sequence number of the last event sealed (0 before the first)."""
         self.last_hash = last_hash
@@ -212,7 +213,7 @@ class EventChain:
         self._next = sequence + 1
         client = order.client_order_id.encode()
         parts = self._parts
-        parts.append(self._accepted.pack(
+        parts.append(self._pack_accepted(
             KIND_ORDER_ACCEPTED, self._size, self._symbol_bytes, sequence, self._offset,
             self._timestamp, order.order_id, order.account_id, order.side, order.order_type,
             order.time_in_force, order.price, order.quantity, order.quote_budget, len(client),
@@ -256,7 +257,7 @@ class EventChain:
         """Add TradeExecuted."""
         sequence = self._next
         self._next = sequence + 1
-        self._parts.append(self._trade.pack(
+        self._parts.append(self._pack_trade(
             KIND_TRADE_EXECUTED, self._size, self._symbol_bytes, sequence, self._offset,
             self._timestamp, trade_id, maker_order_id, taker_order_id, maker_account_id,
             taker_account_id, taker_side, price, quantity, quote_quantity, maker_fee, taker_fee,
@@ -300,7 +301,7 @@ class EventChain:
         self._next = sequence + 1
         client = client_order_id.encode()
         parts = self._parts
-        parts.append(self._done.pack(
+        parts.append(self._pack_done(
             KIND_ORDER_DONE, self._size, self._symbol_bytes, sequence, self._offset,
             self._timestamp, order_id, account_id, status, reason, filled_quantity,
             remaining_quantity, filled_quote_quantity, len(client),
@@ -331,7 +332,7 @@ class EventChain:
         self._next = sequence + 1
         client = cancel.client_order_id.encode()
         parts = self._parts
-        parts.append(self._cancel_rejected.pack(
+        parts.append(self._pack_cancel_rejected(
             KIND_CANCEL_REJECTED, self._size, self._symbol_bytes, sequence, self._offset,
             self._timestamp, cancel.order_id, cancel.account_id, reason, len(client),
         ))  # fmt: skip

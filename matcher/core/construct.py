@@ -13,7 +13,9 @@ no ``__post_init__``, and a probe built through the twin equals one built by the
 constructor. `FAST` is False when any class fails, and the writer then calls the
 constructors: a change to ordermesh.events can make the matcher slower, never wrong.
 
-This module stays interpreted when the core is compiled: twins must be ordinary classes.
+In the mypyc build (scripts/build_native.py) the event classes are native, which refuse
+``__class__`` assignment: `FAST` is False there, and the writer calls their compiled
+constructors, which store the fields directly and need no twin.
 """
 
 from __future__ import annotations

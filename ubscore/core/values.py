@@ -1,8 +1,12 @@
-"""The values ubscore's core takes and returns: requests, results, configuration."""
+"""The values ubscore's core takes and returns: requests, results, configuration.
+
+As in ordermesh.events, the per-request classes have their `__init__` written out and every
+class copies and pickles through its constructor (`__reduce__`), for the optional mypyc build.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Final
 
 from ordermesh.events import LedgerEvent, NewOrder
@@ -51,6 +55,35 @@ class ReserveRequest:
     post_only: bool
     self_trade_prevention: SelfTradePrevention
 
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature
+        self,
+        account_id: AccountId,
+        symbol: Symbol,
+        side: Side,
+        order_type: OrderType,
+        time_in_force: TimeInForce,
+        price: int,
+        quantity: int,
+        quote_quantity: int,
+        client_order_id: ClientOrderId,
+        post_only: bool,
+        self_trade_prevention: SelfTradePrevention,
+    ) -> None:
+        object.__setattr__(self, "account_id", account_id)
+        object.__setattr__(self, "symbol", symbol)
+        object.__setattr__(self, "side", side)
+        object.__setattr__(self, "order_type", order_type)
+        object.__setattr__(self, "time_in_force", time_in_force)
+        object.__setattr__(self, "price", price)
+        object.__setattr__(self, "quantity", quantity)
+        object.__setattr__(self, "quote_quantity", quote_quantity)
+        object.__setattr__(self, "client_order_id", client_order_id)
+        object.__setattr__(self, "post_only", post_only)
+        object.__setattr__(self, "self_trade_prevention", self_trade_prevention)
+
+    def __reduce__(self) -> tuple[type[ReserveRequest], tuple[object, ...]]:
+        return type(self), tuple(getattr(self, field.name) for field in fields(self))
+
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
@@ -65,6 +98,21 @@ class Reservation:
     reserved_amount: int
     """Atoms frozen when the order was first reserved."""
 
+    def __init__(
+        self,
+        order: NewOrder,
+        duplicate: bool,
+        reserved_asset: Asset,
+        reserved_amount: int,
+    ) -> None:
+        object.__setattr__(self, "order", order)
+        object.__setattr__(self, "duplicate", duplicate)
+        object.__setattr__(self, "reserved_asset", reserved_asset)
+        object.__setattr__(self, "reserved_amount", reserved_amount)
+
+    def __reduce__(self) -> tuple[type[Reservation], tuple[object, ...]]:
+        return type(self), tuple(getattr(self, field.name) for field in fields(self))
+
 
 @dataclass(frozen=True, slots=True)
 class Balance:
@@ -75,6 +123,9 @@ class Balance:
     """Free to spend, withdraw or reserve."""
     frozen: int
     """Reserved by open orders."""
+
+    def __reduce__(self) -> tuple[type[Balance], tuple[object, ...]]:
+        return type(self), tuple(getattr(self, field.name) for field in fields(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +139,9 @@ class Funding:
     balance: Balance
     """The account's balance of the asset now."""
 
+    def __reduce__(self) -> tuple[type[Funding], tuple[object, ...]]:
+        return type(self), tuple(getattr(self, field.name) for field in fields(self))
+
 
 @dataclass(frozen=True, slots=True)
 class OpenOrder:
@@ -97,6 +151,9 @@ class OpenOrder:
     reserved_asset: Asset
     remaining: int
     """Atoms of the reservation not yet spent by trades nor released."""
+
+    def __reduce__(self) -> tuple[type[OpenOrder], tuple[object, ...]]:
+        return type(self), tuple(getattr(self, field.name) for field in fields(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +181,6 @@ class UBSCoreConfig:
             size = getattr(self, name)
             if not 1 <= size <= 1 << 20:
                 raise ValueError(f"{name} must be 1..{1 << 20}, was {size}")
+
+    def __reduce__(self) -> tuple[type[UBSCoreConfig], tuple[object, ...]]:
+        return type(self), tuple(getattr(self, field.name) for field in fields(self))
