@@ -7,7 +7,6 @@ Exit status 0 after a graceful stop, 1 after a fail-stop or a failed start, 2 fo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -17,10 +16,9 @@ from gateway.auth import KeyFileError
 from gateway.bootstrap import GatewaySettings, build
 from ordermesh.bus.base import BusError
 from ordermesh.bus.kafka import KafkaBus
-from ordermesh.config import SettingsError, add_arguments, load_settings, unknown_environment
+from ordermesh.config import SettingsError, add_arguments
 from ordermesh.markets import MarketConfigError
-from ordermesh.runtime import EXIT_FATAL
-from ordermesh.telemetry import configure_logging
+from ordermesh.runtime import EXIT_FATAL, run_service, service_main
 
 log = structlog.get_logger("gateway")
 
@@ -48,25 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the settings, run the gateway, return the exit status."""
-    parser = build_parser()
-    try:
-        settings = load_settings(GatewaySettings, parser.parse_args(argv))
-        if not settings.kafka:
-            raise SettingsError(
-                "Kafka is required: give its bootstrap servers with --kafka or ORDERMESH_KAFKA, "
-                "e.g. --kafka 127.0.0.1:9092"
-            )
-        if not settings.api_keys:
-            raise SettingsError(
-                "an API key file is required: --api-keys or ORDERMESH_API_KEYS, a TOML file of "
-                "[[keys]] entries; the gateway has no built-in keys"
-            )
-        configure_logging(settings.log_level, settings.log_format, service="gateway")
-    except (SettingsError, ValueError) as e:
-        parser.error(str(e))
-    for warning in unknown_environment([GatewaySettings]):
-        log.warning(warning)
-    return asyncio.run(serve(settings))
+    return service_main(
+        build_parser(), GatewaySettings, serve, argv, service="gateway", check=_require_api_keys
+    )
+
+
+def _require_api_keys(settings: GatewaySettings) -> None:
+    if not settings.api_keys:
+        raise SettingsError(
+            "an API key file is required: --api-keys or ORDERMESH_API_KEYS, a TOML file of "
+            "[[keys]] entries; the gateway has no built-in keys"
+        )
 
 
 async def serve(settings: GatewaySettings) -> int:
@@ -78,18 +68,7 @@ async def serve(settings: GatewaySettings) -> int:
         log.error("cannot load configuration", error=str(e))
         await bus.close()
         return EXIT_FATAL
-    try:
-        await service.start()
-    except (BusError, OSError) as e:
-        log.error("cannot start", error=str(e), kafka=settings.kafka)
-        await service.stop()
-        await bus.close()
-        return EXIT_FATAL
-    service.server.install_signal_handlers()
-    try:
-        return await service.run()
-    finally:
-        await bus.close()
+    return await run_service(service, bus, kafka=settings.kafka, start_errors=(BusError, OSError))
 
 
 if __name__ == "__main__":

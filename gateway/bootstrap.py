@@ -33,7 +33,7 @@ from ordermesh.bus.base import Bus
 from ordermesh.config import CommonSettings, SettingsError, setting
 from ordermesh.grpcx.server import GrpcServer
 from ordermesh.markets import MarketTable, load_markets
-from ordermesh.runtime import EXIT_FATAL, Supervisor
+from ordermesh.runtime import Runner
 from ordermesh.v1 import gateway_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -151,8 +151,8 @@ class GatewayService:
         """Whether health says SERVING now."""
         self._serving_event = asyncio.Event()
         self._events_counted = 0
-        self._running = False
         self._closed = False
+        self._runner = Runner(self.server, self._close)
 
     @property
     def port(self) -> int:
@@ -187,29 +187,11 @@ class GatewayService:
 
     async def run(self) -> int:
         """Serve until stopped (status 0) or until the engine tail fails (status 1)."""
-        self._running = True
-        supervisor = Supervisor(self.server, on_stop=self._close)
-        supervisor.spawn("engine-tail", self.tail.run())
-        supervisor.spawn("probe", self._probe_loop())
-        supervised = asyncio.ensure_future(supervisor.run())
-        try:
-            return await asyncio.shield(supervised)
-        except asyncio.CancelledError:
-            # Cancelled from outside (e.g. the task of an in-process mesh): stop gracefully.
-            await self.server.stop()
-            await asyncio.gather(supervised, return_exceptions=True)
-            raise
-        except Exception as e:
-            log.exception("shutdown failed", error=repr(e))
-            return EXIT_FATAL
-        finally:
-            self._running = False
+        return await self._runner.run({"engine-tail": self.tail.run(), "probe": self._probe_loop()})
 
     async def stop(self) -> None:
         """Begin a graceful stop: `run` returns once calls in flight are answered."""
-        await self.server.stop()
-        if not self._running:
-            await self._close()
+        await self._runner.stop()
 
     async def wait_serving(self) -> None:
         """Return once health says SERVING (for tests and an all-in-one `ordermesh up`)."""

@@ -24,7 +24,7 @@ from ordermesh.bus.base import Bus, TopicSpec, UnknownTopicError
 from ordermesh.config import CommonSettings, SettingsError, setting
 from ordermesh.grpcx.server import GrpcServer
 from ordermesh.markets import Market, MarketTable, load_markets
-from ordermesh.runtime import EXIT_FATAL, Supervisor
+from ordermesh.runtime import Runner
 from ordermesh.snapshots import SNAPSHOTS, BusSnapshotStore, SnapshotStore
 from ordermesh.v1 import matcher_pb2_grpc
 
@@ -158,8 +158,8 @@ class MatcherService:
         self._serving = False
         self._serving_event = asyncio.Event()
         self._health_lock = asyncio.Lock()
-        self._running = False
         self._closed = False
+        self._runner = Runner(self.server, self._close, shield=False)
 
     @property
     def port(self) -> int:
@@ -227,23 +227,11 @@ class MatcherService:
 
     async def run(self) -> int:
         """Join the group, recover, match until stopped (status 0) or a fail-stop (status 1)."""
-        self._running = True
-        supervisor = Supervisor(self.server, on_stop=self._close)
-        supervisor.spawn("orders", self.consumer.run())
-        supervisor.spawn("probe", self._probe_loop())
-        try:
-            return await supervisor.run()
-        except Exception as e:
-            log.exception("shutdown failed", error=repr(e))
-            return EXIT_FATAL
-        finally:
-            self._running = False
+        return await self._runner.run({"orders": self.consumer.run(), "probe": self._probe_loop()})
 
     async def stop(self) -> None:
         """Begin a graceful stop: `run` returns once the batch in progress has committed."""
-        await self.server.stop()
-        if not self._running:
-            await self._close()
+        await self._runner.stop()
 
     async def wait_serving(self) -> None:
         """Return once health says SERVING (for tests and an all-in-one `ordermesh up`)."""

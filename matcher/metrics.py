@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import threading
-from wsgiref.simple_server import WSGIServer
+from typing import ClassVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
+
+from ordermesh.metrics import ServiceMetrics
 
 _TRANSACTION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
-class MatcherMetrics:
-    """The service's counters, gauges and histograms.
+class MatcherMetrics(ServiceMetrics):
+    """The service's counters, gauges and histograms."""
 
-    Each instance has its own registry, so several matchers (or tests) in one process never
-    share or clash on metric names.
-    """
+    join_seconds: ClassVar[float | None] = 5.0
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        super().__init__()
         registry = self.registry
         self.commands_applied = Counter(
             "ordermesh_matcher_commands_applied",
@@ -85,23 +84,6 @@ class MatcherMetrics:
             ["partition"],
             registry=registry,
         )
-        self._http: tuple[WSGIServer, threading.Thread] | None = None
-
-    def serve(self, host: str, port: int) -> int:
-        """Serve /metrics on host:port in a background thread; return the port bound."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
-        self._http = (server, thread)
-        bound: int = server.server_address[1]
-        return bound
-
-    def close(self) -> None:
-        """Stop serving /metrics, if it was served."""
-        http, self._http = self._http, None
-        if http is not None:
-            server, thread = http
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """The current value of one sample (0.0 if it was never set), for tests and tools."""

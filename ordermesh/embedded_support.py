@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import threading
 import tomllib
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit, urlunsplit
-from wsgiref.simple_server import WSGIServer
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
+from ordermesh.metrics import ServiceMetrics
 from settlement.bootstrap import StartError
 from settlement.schema import MigrationError
 
@@ -178,26 +177,9 @@ class _Union:
             yield from registry.collect()
 
 
-class CombinedMetrics:
+class CombinedMetrics(ServiceMetrics):
     """One /metrics for the process: every service's registry, plus the process metrics."""
 
     def __init__(self, registries: Iterable[CollectorRegistry]) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
+        super().__init__(CollectorRegistry(auto_describe=False))
         self.registry.register(_Union([*registries, REGISTRY]))
-        self._http: tuple[WSGIServer, threading.Thread] | None = None
-
-    def serve(self, host: str, port: int) -> int:
-        """Serve /metrics on host:port in a background thread; return the port bound."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
-        self._http = (server, thread)
-        bound: int = server.server_address[1]
-        return bound
-
-    def close(self) -> None:
-        """Stop the HTTP server, if one was started."""
-        http, self._http = self._http, None
-        if http is not None:
-            server, thread = http
-            server.shutdown()
-            server.server_close()
-            thread.join()

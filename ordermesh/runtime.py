@@ -4,18 +4,24 @@ A service is a gRPC server plus background loops (consumers, snapshotters). `Sup
 starts the loops, waits for the first of: a stop signal, the server ending, or a loop
 failing; then it stops the server gracefully and cancels the rest. A loop that fails is a
 fail-stop: the process exits non-zero and the next start recovers from snapshot + log.
+`Runner` gives a service its `run` and `stop`; `service_main` and `run_service` are the
+shared body of each `python -m <service>`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Protocol, TypeVar
 
 import structlog
 
+from ordermesh.bus.base import Bus
+from ordermesh.config import SettingsError, load_settings, unknown_environment
 from ordermesh.grpcx.server import GrpcServer
+from ordermesh.telemetry import configure_logging
 
 log = structlog.get_logger(__name__)
 
@@ -78,3 +84,145 @@ def _outcome(task: asyncio.Task[None]) -> int:
         log.error("background loop ended unexpectedly", loop=task.get_name())
         return EXIT_FATAL
     return EXIT_OK
+
+
+@dataclass
+class Runner:
+    """Runs a service's server and loops under a `Supervisor`, and begins its graceful stop."""
+
+    server: GrpcServer
+    """Started by the service; stopped here."""
+    close: Callable[[], Awaitable[None]]
+    """Releases what the service holds; once, after its loops are cancelled."""
+    shield: bool = True
+    """Whether a cancel from outside (e.g. an in-process mesh) first stops the server gracefully."""
+    running: bool = field(default=False, init=False)
+    """Whether `run` is in progress."""
+
+    async def run(self, loops: Mapping[str, Coroutine[Any, Any, None]]) -> int:
+        """Run `loops` (by name) until a stop or a failure; return the process exit status."""
+        self.running = True
+        supervisor = Supervisor(self.server, on_stop=self.close)
+        for name, loop in loops.items():
+            supervisor.spawn(name, loop)
+        supervised = asyncio.ensure_future(supervisor.run()) if self.shield else None
+        try:
+            if supervised is None:
+                return await supervisor.run()
+            return await asyncio.shield(supervised)
+        except asyncio.CancelledError:
+            if supervised is not None:
+                # Cancelled from outside (e.g. the task of an in-process mesh): stop gracefully.
+                await self.server.stop()
+                await asyncio.gather(supervised, return_exceptions=True)
+            raise
+        except Exception as e:
+            log.exception("shutdown failed", error=repr(e))
+            return EXIT_FATAL
+        finally:
+            self.running = False
+
+    async def stop(self) -> None:
+        """Stop the server gracefully; close at once when `run` is not there to do it."""
+        await self.server.stop()
+        if not self.running:
+            await self.close()
+
+
+class Service(Protocol):
+    """What `run_service` starts and runs: a built service and its gRPC server."""
+
+    @property
+    def server(self) -> GrpcServer:
+        """The service's gRPC server."""
+
+    async def start(self) -> int:
+        """Connect and listen; return the gRPC port bound."""
+
+    async def run(self) -> int:
+        """Serve until a stop or a fail-stop; return the exit status."""
+
+    async def stop(self) -> None:
+        """Begin a graceful stop."""
+
+
+class _ServiceSettings(Protocol):
+    @property
+    def kafka(self) -> str: ...
+    @property
+    def log_level(self) -> str: ...
+    @property
+    def log_format(self) -> str: ...
+
+
+_Settings = TypeVar("_Settings", bound=_ServiceSettings)
+
+KAFKA_REQUIRED: Final = (
+    "Kafka is required: give its bootstrap servers with --kafka or ORDERMESH_KAFKA, "
+    "e.g. --kafka 127.0.0.1:9092"
+)
+
+
+def _no_check(_settings: object) -> None:
+    return None
+
+
+def service_main(
+    parser: argparse.ArgumentParser,
+    settings_type: type[_Settings],
+    serve: Callable[[_Settings], Coroutine[Any, Any, int]],
+    argv: Sequence[str] | None,
+    *,
+    service: str,
+    check: Callable[[_Settings], object] = _no_check,
+) -> int:
+    """Parse the settings, configure logging, run `serve`; return the exit status.
+
+    A setting that does not parse, a missing Kafka address, or `check` raising
+    `SettingsError` ends the process through `parser.error` (usage, status 2).
+
+    Args:
+        parser: the service's flags.
+        settings_type: the service's settings class.
+        serve: runs the service on the settings; returns the exit status.
+        argv: the arguments; sys.argv when None.
+        service: the service's name in the logs.
+        check: further checks of the settings, before logging is configured.
+    """
+    try:
+        settings = load_settings(settings_type, parser.parse_args(argv))
+        if not settings.kafka:
+            raise SettingsError(KAFKA_REQUIRED)
+        check(settings)
+        configure_logging(settings.log_level, settings.log_format, service=service)
+    except (SettingsError, ValueError) as e:
+        parser.error(str(e))
+    for warning in unknown_environment([settings_type]):
+        log.warning(warning)
+    return asyncio.run(serve(settings))
+
+
+async def run_service(
+    service: Service,
+    bus: Bus,
+    *,
+    kafka: str,
+    start_errors: tuple[type[Exception], ...],
+) -> int:
+    """Start `service`, run it until a signal or a fail-stop, then close `bus`.
+
+    Returns:
+        The exit status: the run's, or EXIT_FATAL when the start fails with `start_errors`.
+    """
+    try:
+        await service.start()
+    except start_errors as e:
+        log.error("cannot start", error=str(e), kafka=kafka)
+        await service.stop()
+        await bus.close()
+        return EXIT_FATAL
+    service.server.install_signal_handlers()
+    try:
+        return await service.run()
+    finally:
+        await bus.close()

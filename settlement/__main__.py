@@ -8,7 +8,6 @@ usage. A restart resumes exactly after the last committed batch.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,10 +17,9 @@ import structlog
 
 from ordermesh.bus.base import BusError
 from ordermesh.bus.kafka import KafkaBus
-from ordermesh.config import SettingsError, add_arguments, load_settings, unknown_environment
+from ordermesh.config import SettingsError, add_arguments
 from ordermesh.markets import MarketConfigError
-from ordermesh.runtime import EXIT_FATAL
-from ordermesh.telemetry import configure_logging
+from ordermesh.runtime import EXIT_FATAL, run_service, service_main
 from settlement.bootstrap import SettlementSettings, StartError, build
 from settlement.schema import MigrationError
 
@@ -73,21 +71,14 @@ def database_dsn(settings: SettlementSettings, environ: Mapping[str, str] | None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the settings, run the service, return the exit status."""
-    parser = build_parser()
-    try:
-        settings = load_settings(SettlementSettings, parser.parse_args(argv))
-        if not settings.kafka:
-            raise SettingsError(
-                "Kafka is required: give its bootstrap servers with --kafka or ORDERMESH_KAFKA, "
-                "e.g. --kafka 127.0.0.1:9092"
-            )
-        dsn = database_dsn(settings)
-        configure_logging(settings.log_level, settings.log_format, service="settlement")
-    except (SettingsError, ValueError) as e:
-        parser.error(str(e))
-    for warning in unknown_environment([SettlementSettings]):
-        log.warning(warning)
-    return asyncio.run(serve(settings, dsn))
+    return service_main(
+        build_parser(),
+        SettlementSettings,
+        lambda settings: serve(settings, database_dsn(settings)),
+        argv,
+        service="settlement",
+        check=database_dsn,
+    )
 
 
 async def serve(settings: SettlementSettings, dsn: str) -> int:
@@ -99,18 +90,12 @@ async def serve(settings: SettlementSettings, dsn: str) -> int:
         log.error("cannot load the market table", path=str(settings.markets), error=str(e))
         await bus.close()
         return EXIT_FATAL
-    try:
-        await service.start()
-    except (BusError, OSError, StartError, MigrationError, asyncpg.PostgresError) as e:
-        log.error("cannot start", error=str(e), kafka=settings.kafka)
-        await service.stop()
-        await bus.close()
-        return EXIT_FATAL
-    service.server.install_signal_handlers()
-    try:
-        return await service.run()
-    finally:
-        await bus.close()
+    return await run_service(
+        service,
+        bus,
+        kafka=settings.kafka,
+        start_errors=(BusError, OSError, StartError, MigrationError, asyncpg.PostgresError),
+    )
 
 
 if __name__ == "__main__":

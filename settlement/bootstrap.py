@@ -22,7 +22,7 @@ from ordermesh.bus.base import Bus, TopicSpec
 from ordermesh.config import CommonSettings, SettingsError, setting
 from ordermesh.grpcx.server import GrpcServer
 from ordermesh.markets import MarketTable, load_markets
-from ordermesh.runtime import EXIT_FATAL, Supervisor
+from ordermesh.runtime import Runner
 from ordermesh.v1 import settlement_pb2_grpc
 from settlement.consumer import BatchConsumer, SettlementTopics
 from settlement.metrics import SettlementMetrics
@@ -142,8 +142,8 @@ class SettlementService:
         self.metrics_port = 0
         """The metrics port bound by `start` (0: not served)."""
         self._pool_open = False
-        self._running = False
         self._closed = False
+        self._runner = Runner(self.server, self._close, shield=False)
 
     @property
     def port(self) -> int:
@@ -180,22 +180,11 @@ class SettlementService:
 
     async def run(self) -> int:
         """Commit batches and serve until stopped (status 0) or a fail-stop (status 1)."""
-        self._running = True
-        supervisor = Supervisor(self.server, on_stop=self._close)
-        supervisor.spawn("batches", self.consumer.run())
-        try:
-            return await supervisor.run()
-        except Exception as e:
-            log.exception("shutdown failed", error=repr(e))
-            return EXIT_FATAL
-        finally:
-            self._running = False
+        return await self._runner.run({"batches": self.consumer.run()})
 
     async def stop(self) -> None:
         """Begin a graceful stop: `run` returns once the loop is cancelled and all is closed."""
-        await self.server.stop()
-        if not self._running:
-            await self._close()
+        await self._runner.stop()
 
     async def _close(self) -> None:
         if self._closed:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-from wsgiref.simple_server import WSGIServer
+from prometheus_client import Counter, Gauge, Histogram
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from ordermesh.metrics import ServiceMetrics
 
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-class SettlementMetrics:
-    """Counters, gauges and histograms of the batch writer.
-
-    Each instance has its own registry, so several services (or tests) in one process never
-    share or clash on metric names.
-    """
+class SettlementMetrics(ServiceMetrics):
+    """Counters, gauges and histograms of the batch writer."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        super().__init__()
         registry = self.registry
         self.batches = Counter(
             "ordermesh_settlement_batches",
@@ -52,20 +47,3 @@ class SettlementMetrics:
             "Engine records held for the next batch (after the last complete command)",
             registry=registry,
         )
-        self._http: tuple[WSGIServer, threading.Thread] | None = None
-
-    def serve(self, host: str, port: int) -> int:
-        """Serve /metrics on host:port in a background thread; return the port bound."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
-        self._http = (server, thread)
-        bound: int = server.server_address[1]
-        return bound
-
-    def close(self) -> None:
-        """Stop the HTTP server, if one was started."""
-        http, self._http = self._http, None
-        if http is not None:
-            server, thread = http
-            server.shutdown()
-            server.server_close()
-            thread.join()

@@ -7,7 +7,6 @@ fail-stop or a failed start (the next start recovers from snapshot + log), 2 for
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -15,10 +14,9 @@ import structlog
 
 from ordermesh.bus.base import BusError
 from ordermesh.bus.kafka import KafkaBus
-from ordermesh.config import SettingsError, add_arguments, load_settings, unknown_environment
+from ordermesh.config import add_arguments
 from ordermesh.markets import MarketConfigError
-from ordermesh.runtime import EXIT_FATAL
-from ordermesh.telemetry import configure_logging
+from ordermesh.runtime import EXIT_FATAL, run_service, service_main
 from ubscore.bootstrap import UBSCoreSettings, build
 
 log = structlog.get_logger("ubscore")
@@ -44,20 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the settings, run the service, return the exit status."""
-    parser = build_parser()
-    try:
-        settings = load_settings(UBSCoreSettings, parser.parse_args(argv))
-        if not settings.kafka:
-            raise SettingsError(
-                "Kafka is required: give its bootstrap servers with --kafka or ORDERMESH_KAFKA, "
-                "e.g. --kafka 127.0.0.1:9092"
-            )
-        configure_logging(settings.log_level, settings.log_format, service="ubscore")
-    except (SettingsError, ValueError) as e:
-        parser.error(str(e))
-    for warning in unknown_environment([UBSCoreSettings]):
-        log.warning(warning)
-    return asyncio.run(serve(settings))
+    return service_main(build_parser(), UBSCoreSettings, serve, argv, service="ubscore")
 
 
 async def serve(settings: UBSCoreSettings) -> int:
@@ -69,18 +54,7 @@ async def serve(settings: UBSCoreSettings) -> int:
         log.error("cannot load the market table", path=str(settings.markets), error=str(e))
         await bus.close()
         return EXIT_FATAL
-    try:
-        await service.start()
-    except (BusError, OSError) as e:
-        log.error("cannot start", error=str(e), kafka=settings.kafka)
-        await service.stop()
-        await bus.close()
-        return EXIT_FATAL
-    service.server.install_signal_handlers()
-    try:
-        return await service.run()
-    finally:
-        await bus.close()
+    return await run_service(service, bus, kafka=settings.kafka, start_errors=(BusError, OSError))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from ordermesh.bus.base import Bus, Producer, UnknownTopicError
 from ordermesh.config import CommonSettings, SettingsError, setting
 from ordermesh.grpcx.server import GrpcServer
 from ordermesh.markets import MarketTable, load_markets
-from ordermesh.runtime import EXIT_FATAL, FatalError, Supervisor
+from ordermesh.runtime import FatalError, Runner
 from ordermesh.snapshots import BusSnapshotStore, SnapshotStore
 from ordermesh.v1 import ubscore_pb2_grpc
 from ubscore.consumer import LogReader
@@ -139,8 +139,8 @@ class UBSCoreService:
         )
         self.metrics_port = 0
         """The metrics port bound by `start` (0: not served)."""
-        self._running = False
         self._closed = False
+        self._runner = Runner(self.server, self._close)
 
     @property
     def port(self) -> int:
@@ -190,30 +190,17 @@ class UBSCoreService:
         the snapshot loop, and the fail-stop loop. On the way out a graceful stop saves a
         snapshot; a fail-stop never does.
         """
-        self._running = True
-        supervisor = Supervisor(self.server, on_stop=self._close)
-        supervisor.spawn("log", self._log_loop())
-        supervisor.spawn("snapshots", self.snapshots.run())
-        supervisor.spawn("fail-stop", self.lifecycle.fail_stop())
-        supervised = asyncio.ensure_future(supervisor.run())
-        try:
-            return await asyncio.shield(supervised)
-        except asyncio.CancelledError:
-            # Cancelled from outside (e.g. the task of an in-process mesh): stop gracefully.
-            await self.server.stop()
-            await asyncio.gather(supervised, return_exceptions=True)
-            raise
-        except Exception as e:
-            log.exception("shutdown failed", error=repr(e))
-            return EXIT_FATAL
-        finally:
-            self._running = False
+        return await self._runner.run(
+            {
+                "log": self._log_loop(),
+                "snapshots": self.snapshots.run(),
+                "fail-stop": self.lifecycle.fail_stop(),
+            }
+        )
 
     async def stop(self) -> None:
         """Begin a graceful stop: `run` then returns once the snapshot is saved."""
-        await self.server.stop()
-        if not self._running:
-            await self._close()
+        await self._runner.stop()
 
     async def wait_serving(self) -> None:
         """Return once recovery is done and the service is live (for tests and `up`).
