@@ -16,7 +16,7 @@ import asyncio
 import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 import pytest
 import pytest_asyncio
@@ -37,8 +37,8 @@ from ordermesh.bus.base import (
     TopicSpec,
     UnknownTopicError,
 )
+from tests import waiting
 
-T = TypeVar("T")
 MakeTopic = Callable[[int], Awaitable[str]]
 
 DEADLINE_SECONDS = 20.0
@@ -73,19 +73,10 @@ async def read(
     return records
 
 
-async def wait_for(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, what: str
-) -> T:
-    """Poll `probe` until `accept` holds; fail the test after the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_SECONDS
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"{what}: still {value!r} after {DEADLINE_SECONDS} s")
-        await asyncio.sleep(POLL_SECONDS)  # poll interval of a deadline-bounded wait
+wait_for = functools.partial(
+    waiting.eventually, seconds=DEADLINE_SECONDS, poll_seconds=POLL_SECONDS
+)
+"""Wait for a condition with this file's deadline and poll interval."""
 
 
 class RecordingListener:

@@ -7,21 +7,22 @@ that settles; each fails the test with what it saw when its deadline passes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
 import sys
 import tomllib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-T = TypeVar("T")
+from tests import waiting
+
 BIN = Path(sys.executable).parent / "ordermesh"
 UP_SECONDS = 90.0
 STOP_SECONDS = 60.0
@@ -144,16 +145,5 @@ async def all_serving(up: Up) -> None:
             assert answer.status == health_pb2.HealthCheckResponse.SERVING, name
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, what: str
-) -> T:
-    """Poll `probe` until `accept` holds; fail the test after the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_SECONDS
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"{what}: still {value!r} after {DEADLINE_SECONDS} s")
-        await asyncio.sleep(0.1)  # poll interval of a deadline-bounded wait
+eventually = functools.partial(waiting.eventually, seconds=DEADLINE_SECONDS)
+"""Wait for a condition with this file's deadline and poll interval."""

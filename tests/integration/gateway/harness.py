@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import grpc
 from google.rpc import status_pb2
@@ -30,10 +31,9 @@ from ordermesh.grpcx import errors
 from ordermesh.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from settlement.bootstrap import SettlementService, SettlementSettings
 from settlement.bootstrap import build as build_settlement
+from tests import waiting
 from ubscore.bootstrap import UBSCoreService, UBSCoreSettings
 from ubscore.bootstrap import build as build_ubscore
-
-T = TypeVar("T")
 
 DEADLINE_SECONDS = 20.0
 POLL_SECONDS = 0.02
@@ -65,23 +65,10 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    *,
-    what: str,
-    seconds: float = DEADLINE_SECONDS,
-) -> T:
-    """Poll `probe` until `accept` holds; fail the test after `seconds`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(POLL_SECONDS)  # poll interval of a deadline-bounded wait
+eventually = functools.partial(
+    waiting.eventually, seconds=DEADLINE_SECONDS, poll_seconds=POLL_SECONDS
+)
+"""Wait for a condition with this file's deadline and poll interval."""
 
 
 @dataclass

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import random
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -31,9 +32,8 @@ from ordermesh.markets import MarketTable, parse_markets
 from ordermesh.model import OrderId, RejectReason, Symbol
 from ordermesh.v1 import matcher_pb2 as pb
 from ordermesh.v1 import matcher_pb2_grpc
+from tests import waiting
 from tests.unit.matcher.streams import seeded_stream
-
-T = TypeVar("T")
 
 DEADLINE_SECONDS = 60.0
 POLL_SECONDS = 0.05
@@ -152,23 +152,10 @@ def end_offsets(produced: Produced) -> dict[int, int]:
     return ends
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    *,
-    what: str,
-    seconds: float = DEADLINE_SECONDS,
-) -> T:
-    """Poll `probe` until `accept` holds; fail with `what` and the last value at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}; last seen {value!r}")
-        await asyncio.sleep(POLL_SECONDS)
+eventually = functools.partial(
+    waiting.eventually, seconds=DEADLINE_SECONDS, poll_seconds=POLL_SECONDS
+)
+"""Wait for a condition with this file's deadline and poll interval."""
 
 
 async def committed_offsets(bus: Bus, group_id: str, topic: str) -> dict[int, int]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import functools
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import grpc
@@ -21,31 +22,17 @@ from settlement.consumer import SettlementTopics
 from settlement.core import fold_orders, plan_batch
 from settlement.queries import ledger_problems
 from settlement.store import order_from_record
+from tests import waiting
 from tests.unit.settlement.exchange import MARKETS, Exchange, LogRecord
-
-T = TypeVar("T")
 
 DEADLINE_SECONDS = 30.0
 POLL_SECONDS = 0.02
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    *,
-    what: str,
-    seconds: float = DEADLINE_SECONDS,
-) -> T:
-    """Poll `probe` until `accept` holds; fail the test after `seconds`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(POLL_SECONDS)
+eventually = functools.partial(
+    waiting.eventually, seconds=DEADLINE_SECONDS, poll_seconds=POLL_SECONDS
+)
+"""Wait for a condition with this file's deadline and poll interval."""
 
 
 def expected_offsets(

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -43,10 +44,9 @@ from ordermesh.model import (
 )
 from ordermesh.snapshots import SnapshotStore
 from ordermesh.v1 import common_pb2, ubscore_pb2, ubscore_pb2_grpc
+from tests import waiting
 from ubscore.bootstrap import UBSCoreService, UBSCoreSettings, build
 from ubscore.lifecycle import LogTopics
-
-T = TypeVar("T")
 
 DEADLINE_SECONDS = 20.0
 POLL_SECONDS = 0.02
@@ -63,23 +63,10 @@ if TYPE_CHECKING:
     Stub = ubscore_pb2_grpc.UBSCoreAsyncStub
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    *,
-    what: str,
-    seconds: float = DEADLINE_SECONDS,
-) -> T:
-    """Poll `probe` until `accept` holds; fail the test after `seconds`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"{what}: still {value!r} after {seconds} s")
-        await asyncio.sleep(POLL_SECONDS)  # poll interval of a deadline-bounded wait
+eventually = functools.partial(
+    waiting.eventually, seconds=DEADLINE_SECONDS, poll_seconds=POLL_SECONDS
+)
+"""Wait for a condition with this file's deadline and poll interval."""
 
 
 def settings(prefix: str, **overrides: Any) -> UBSCoreSettings:
