@@ -30,7 +30,7 @@ from gateway.service import SERVICE_NAME, GatewayServicer
 from gateway.upstream import UpstreamAddresses, Upstreams
 from ordermesh.bus import topics
 from ordermesh.bus.base import Bus
-from ordermesh.config import CommonSettings, SettingsError, setting
+from ordermesh.config import CommonSettings, SettingsError, check_names, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
 from ordermesh.markets import MarketTable, load_markets
 from ordermesh.runtime import Runner
@@ -38,11 +38,7 @@ from ordermesh.v1 import gateway_pb2_grpc
 
 log = structlog.get_logger(__name__)
 
-_PORT_MAX: Final = 65_535
 _ADDRESS: Final = re.compile(r"\S+:[0-9]{1,5}")
-_TOPIC_PREFIX: Final = re.compile(r"[A-Za-z0-9._-]{0,200}")
-_LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-_LOG_FORMATS: Final = ("json", "console")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,40 +68,20 @@ class GatewaySettings(CommonSettings):
     grace_seconds: float = setting(10.0, "how long calls in flight may finish on shutdown")
 
     def __post_init__(self) -> None:
-        for name in ("port", "metrics_port"):
-            value = getattr(self, name)
-            if not 0 <= value <= _PORT_MAX:
-                raise SettingsError(f"{name} must be 0..{_PORT_MAX}, was {value}")
-        for name in (
-            "rate_per_second",
-            "upstream_timeout_seconds",
-            "result_timeout_seconds",
-            "probe_seconds",
-        ):
-            if not getattr(self, name) > 0:
-                raise SettingsError(f"{name} must be above 0, was {getattr(self, name)}")
-        if self.burst < 1:
-            raise SettingsError(f"burst must be at least 1, was {self.burst}")
-        if self.grace_seconds < 0:
-            raise SettingsError(f"grace_seconds must be 0 or more, was {self.grace_seconds}")
-        self._check_names()
-
-    def _check_names(self) -> None:
-        if not self.host:
-            raise SettingsError("host must not be empty")
+        check_ranges(
+            self,
+            above_zero=(
+                "rate_per_second",
+                "upstream_timeout_seconds",
+                "result_timeout_seconds",
+                "probe_seconds",
+            ),
+            at_least_one=("burst",),
+        )
+        check_names(self)
         for name in ("ubscore", "matcher", "settlement"):
             if _ADDRESS.fullmatch(getattr(self, name)) is None:
                 raise SettingsError(f"{name} must be host:port, was {getattr(self, name)!r}")
-        if _TOPIC_PREFIX.fullmatch(self.topic_prefix) is None:
-            raise SettingsError(
-                f"topic_prefix may hold up to 200 of A-Z a-z 0-9 . _ -, was {self.topic_prefix!r}"
-            )
-        if self.log_level not in _LOG_LEVELS:
-            raise SettingsError(
-                f"log_level must be one of {', '.join(_LOG_LEVELS)}, was {self.log_level!r}"
-            )
-        if self.log_format not in _LOG_FORMATS:
-            raise SettingsError(f"log_format must be json or console, was {self.log_format!r}")
 
     @property
     def engine_topic(self) -> str:

@@ -21,7 +21,7 @@ from matcher.service import SERVICE_NAME, BookDirectory, MatcherServicer
 from matcher.snapshot import BookSnapshots
 from ordermesh.bus import topics
 from ordermesh.bus.base import Bus, TopicSpec, UnknownTopicError
-from ordermesh.config import CommonSettings, SettingsError, setting
+from ordermesh.config import CommonSettings, SettingsError, check_names, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
 from ordermesh.markets import Market, MarketTable, load_markets
 from ordermesh.runtime import Runner
@@ -30,12 +30,8 @@ from ordermesh.v1 import matcher_pb2_grpc
 
 log = structlog.get_logger(__name__)
 
-_PORT_MAX: Final = 65_535
 _CREATE_ATTEMPTS: Final = 5
-_TOPIC_PREFIX: Final = re.compile(r"[A-Za-z0-9._-]{0,200}")
 _ID: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
-_LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-_LOG_FORMATS: Final = ("json", "console")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,36 +60,18 @@ class MatcherSettings(CommonSettings):
     kafka_heartbeat_ms: int = setting(500, "how often a matcher heartbeats to its group")
 
     def __post_init__(self) -> None:
-        for name in ("port", "metrics_port"):
-            value = getattr(self, name)
-            if not 0 <= value <= _PORT_MAX:
-                raise SettingsError(f"{name} must be 0..{_PORT_MAX}, was {value}")
-        for name in ("snapshot_every", "max_batch", "partitions", "kafka_heartbeat_ms"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be at least 1, was {getattr(self, name)}")
-        for name in ("grace_seconds", "probe_seconds"):
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"{name} must be above 0, was {getattr(self, name)}")
+        check_ranges(
+            self,
+            at_least_one=("snapshot_every", "max_batch", "partitions", "kafka_heartbeat_ms"),
+            above_zero=("grace_seconds", "probe_seconds"),
+            not_negative=(),
+        )
         if self.kafka_session_timeout_ms <= self.kafka_heartbeat_ms:
             raise SettingsError(
                 f"kafka_session_timeout_ms ({self.kafka_session_timeout_ms}) must exceed"
                 f" kafka_heartbeat_ms ({self.kafka_heartbeat_ms})"
             )
-        self._check_names()
-        if self.log_level not in _LOG_LEVELS:
-            raise SettingsError(
-                f"log_level must be one of {', '.join(_LOG_LEVELS)}, was {self.log_level!r}"
-            )
-        if self.log_format not in _LOG_FORMATS:
-            raise SettingsError(f"log_format must be json or console, was {self.log_format!r}")
-
-    def _check_names(self) -> None:
-        if not self.host:
-            raise SettingsError("host must not be empty")
-        if _TOPIC_PREFIX.fullmatch(self.topic_prefix) is None:
-            raise SettingsError(
-                f"topic_prefix may hold up to 200 of A-Z a-z 0-9 . _ -, was {self.topic_prefix!r}"
-            )
+        check_names(self)
         for name in ("group_id", "transactional_id_prefix"):
             if _ID.fullmatch(getattr(self, name)) is None:
                 raise SettingsError(

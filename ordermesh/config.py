@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -18,6 +19,10 @@ from typing import Any, Final, TypeVar
 from ordermesh.markets import DEFAULT_MARKETS_PATH
 
 ENV_PREFIX: Final = "ORDERMESH_"
+PORT_MAX: Final = 65_535
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("json", "console")
+_TOPIC_PREFIX: Final = re.compile(r"[A-Za-z0-9._-]{0,200}")
 _TESTING_PREFIXES: Final = ("ORDERMESH_TEST_", "ORDERMESH_CACHE")  # the test harness's own
 
 
@@ -130,3 +135,53 @@ def unknown_environment(
             hint = f"; did you mean {close[0]}?" if close else ""
             warnings.append(f"ignoring unknown environment variable {name}{hint}")
     return warnings
+
+
+def check_ranges(
+    settings: object,
+    *,
+    ports: Sequence[str] = ("port", "metrics_port"),
+    at_least_one: Sequence[str] = (),
+    above_zero: Sequence[str] = (),
+    not_negative: Sequence[str] = ("grace_seconds",),
+) -> None:
+    """Raise SettingsError naming the first numeric setting outside its range.
+
+    Args:
+        settings: a settings dataclass.
+        ports: 0..PORT_MAX (0 picks a free port or turns a server off).
+        at_least_one: counts that must be 1 or more.
+        above_zero: durations and rates that must be positive.
+        not_negative: durations that may be 0.
+    """
+    for name in ports:
+        value = getattr(settings, name)
+        if not 0 <= value <= PORT_MAX:
+            raise SettingsError(f"{name} must be 0..{PORT_MAX}, was {value}")
+    for name in at_least_one:
+        if getattr(settings, name) < 1:
+            raise SettingsError(f"{name} must be at least 1, was {getattr(settings, name)}")
+    for name in above_zero:
+        if not getattr(settings, name) > 0:
+            raise SettingsError(f"{name} must be above 0, was {getattr(settings, name)}")
+    for name in not_negative:
+        if getattr(settings, name) < 0:
+            raise SettingsError(f"{name} must be 0 or more, was {getattr(settings, name)}")
+
+
+def check_names(settings: Any) -> None:
+    """Raise SettingsError for an empty host, a bad topic_prefix or log level or format.
+
+    A topic_prefix holds up to 200 of [A-Za-z0-9._-].
+    """
+    if not settings.host:
+        raise SettingsError("host must not be empty")
+    prefix = settings.topic_prefix
+    if _TOPIC_PREFIX.fullmatch(prefix) is None:
+        raise SettingsError(f"topic_prefix may hold up to 200 of A-Z a-z 0-9 . _ -, was {prefix!r}")
+    if settings.log_level not in LOG_LEVELS:
+        raise SettingsError(
+            f"log_level must be one of {', '.join(LOG_LEVELS)}, was {settings.log_level!r}"
+        )
+    if settings.log_format not in LOG_FORMATS:
+        raise SettingsError(f"log_format must be json or console, was {settings.log_format!r}")

@@ -19,7 +19,7 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import structlog
 
 from ordermesh.bus.base import Bus, TopicSpec
-from ordermesh.config import CommonSettings, SettingsError, setting
+from ordermesh.config import CommonSettings, SettingsError, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
 from ordermesh.markets import MarketTable, load_markets
 from ordermesh.runtime import Runner
@@ -32,7 +32,6 @@ from settlement.store import Store
 
 log = structlog.get_logger(__name__)
 
-_PORT_MAX: Final = 65_535
 _DATABASE_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
@@ -72,21 +71,15 @@ class SettlementSettings(CommonSettings):
     grace_seconds: float = setting(10.0, "how long calls in flight may finish on shutdown")
 
     def __post_init__(self) -> None:
-        for name in ("port", "metrics_port"):
-            value = getattr(self, name)
-            if not 0 <= value <= _PORT_MAX:
-                raise SettingsError(f"{name} must be 0..{_PORT_MAX}, was {value}")
-        for name in ("batch_max", "partitions"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be at least 1, was {getattr(self, name)}")
+        check_ranges(
+            self,
+            at_least_one=("batch_max", "partitions"),
+            not_negative=("batch_wait_ms", "grace_seconds"),
+        )
         if self.pool_size < 2:
             raise SettingsError(
                 f"pool_size must be at least 2 (one writer, one reader), was {self.pool_size}"
             )
-        if self.batch_wait_ms < 0:
-            raise SettingsError(f"batch_wait_ms must be 0 or more, was {self.batch_wait_ms}")
-        if self.grace_seconds < 0:
-            raise SettingsError(f"grace_seconds must be 0 or more, was {self.grace_seconds}")
         if not self.host:
             raise SettingsError("host must not be empty")
         try:

@@ -17,7 +17,7 @@ from typing import NoReturn
 import structlog
 
 from ordermesh.bus.base import Bus, Producer, UnknownTopicError
-from ordermesh.config import CommonSettings, SettingsError, setting
+from ordermesh.config import CommonSettings, SettingsError, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
 from ordermesh.markets import MarketTable, load_markets
 from ordermesh.runtime import FatalError, Runner
@@ -32,8 +32,6 @@ from ubscore.service import SERVICE_NAME, UBSCoreServicer
 from ubscore.snapshot import Snapshots, SnapshotSchedule
 
 log = structlog.get_logger(__name__)
-
-_PORT_MAX = 65_535
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +54,7 @@ class UBSCoreSettings(CommonSettings):
     grace_seconds: float = setting(10.0, "how long calls in flight may finish on shutdown")
 
     def __post_init__(self) -> None:
-        for name in ("port", "metrics_port"):
-            value = getattr(self, name)
-            if not 0 <= value <= _PORT_MAX:
-                raise SettingsError(f"{name} must be 0..{_PORT_MAX}, was {value}")
-        for name in ("snapshot_every", "partitions"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be at least 1, was {getattr(self, name)}")
-        if self.grace_seconds < 0:
-            raise SettingsError(f"grace_seconds must be 0 or more, was {self.grace_seconds}")
+        check_ranges(self, at_least_one=("snapshot_every", "partitions"))
         if not self.host:
             raise SettingsError("host must not be empty")
         try:
