@@ -15,24 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fcntl
 import hashlib
-import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 
-from tests.servers.common import env_override, free_port, run_async, tail
+from tests.servers.common import cache_root, env_override, file_lock, free_port, run_async, tail
 
 KAFKA_VERSION = "3.9.1"
 BOOTSTRAP_ENV_VARS = ("ORDERMESH_TEST_KAFKA", "KAFKA_BOOTSTRAP_SERVERS")
@@ -88,8 +85,7 @@ def configured_bootstrap() -> str | None:
 
 def cache_dir() -> Path:
     """Return the directory holding this Kafka version's jars between runs."""
-    root = os.environ.get("ORDERMESH_CACHE", "").strip() or "~/.cache/ordermesh"
-    return Path(root).expanduser() / f"kafka-{KAFKA_VERSION}"
+    return cache_root() / f"kafka-{KAFKA_VERSION}"
 
 
 def find_tool(name: str) -> str:
@@ -116,24 +112,13 @@ def ensure_jars(cache: Path) -> Path:
     libs, marker = cache / "libs", cache / ".complete"
     wanted = hashlib.sha256((DIST_DIR / "pom.xml").read_bytes()).hexdigest()
     cache.mkdir(parents=True, exist_ok=True)
-    with _file_lock(cache / ".lock"):
+    with file_lock(cache / ".lock"):
         if not marker.is_file() or marker.read_text().strip() != wanted:
             marker.unlink(missing_ok=True)
             shutil.rmtree(libs, ignore_errors=True)
             _download(libs)
             marker.write_text(wanted + "\n")
     return libs
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `path` (created if missing)."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _download(libs: Path) -> None:
