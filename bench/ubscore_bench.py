@@ -227,7 +227,8 @@ class _Matcher:
             waiting.setdefault((order.symbol, order.side), []).append(order)
         for order in orders:
             done = OrderDone(order.order_id, order.account_id, order.client_order_id,
-                             OrderStatus.EXPIRED, RejectReason.UNSPECIFIED, 0, 0, 0)  # fmt: skip
+                             OrderStatus.EXPIRED, RejectReason.UNSPECIFIED, 0, 0, 0,
+                             order.side, order.price)  # fmt: skip
             dones.append(self.event(order.symbol, done))
         return trades, dones
 

@@ -233,6 +233,10 @@ class OrderDone:
     filled_quantity: int
     remaining_quantity: int
     filled_quote_quantity: int
+    side: Side
+    price: int
+    """The order's limit price in price atoms; 0 for a MARKET order. With `side`, where a
+    resting order leaves the book, so a reader needs no history to apply the event."""
 
     def __init__(  # noqa: PLR0917 - the dataclass's own signature
         self,
@@ -244,6 +248,8 @@ class OrderDone:
         filled_quantity: int,
         remaining_quantity: int,
         filled_quote_quantity: int,
+        side: Side,
+        price: int,
     ) -> None:
         object.__setattr__(self, "order_id", order_id)
         object.__setattr__(self, "account_id", account_id)
@@ -253,6 +259,8 @@ class OrderDone:
         object.__setattr__(self, "filled_quantity", filled_quantity)
         object.__setattr__(self, "remaining_quantity", remaining_quantity)
         object.__setattr__(self, "filled_quote_quantity", filled_quote_quantity)
+        object.__setattr__(self, "side", side)
+        object.__setattr__(self, "price", price)
 
     def __reduce__(self) -> tuple[type[OrderDone], tuple[object, ...]]:
         return type(self), tuple(getattr(self, field.name) for field in fields(self))

@@ -173,7 +173,7 @@ class OrderBook:
         if reason != ACCEPTABLE:
             self._chain.done(
                 order.order_id, order.account_id, order.client_order_id, _REJECTED, reason,
-                0, order.quantity, 0,
+                0, order.quantity, 0, order.side, order.price,
             )  # fmt: skip
             return
         self._chain.accepted(order)
@@ -199,7 +199,7 @@ class OrderBook:
             status, reason = _ENDED[end]
         self._chain.done(
             order.order_id, order.account_id, order.client_order_id, status, reason, filled,
-            remaining, filled_quote,
+            remaining, filled_quote, order.side, order.price,
         )  # fmt: skip
 
     def _refusal(self, order: NewOrder) -> RejectReason:
@@ -316,7 +316,7 @@ class OrderBook:
         maker.remaining = 0
         self._chain.done(
             placed.order_id, placed.account_id, placed.client_order_id, status, reason,
-            placed.quantity - remaining, remaining, maker.filled_quote,
+            placed.quantity - remaining, remaining, maker.filled_quote, placed.side, placed.price,
         )  # fmt: skip
 
     def _rest(self, order: NewOrder, remaining: int, filled_quote: int) -> None:
@@ -350,7 +350,7 @@ class OrderBook:
         (self._bids if order.side == _BUY else self._asks).take_out(target)
         self._chain.done(
             order.order_id, order.account_id, order.client_order_id, _CANCELED, _NO_REASON,
-            order.quantity - remaining, remaining, target.filled_quote,
+            order.quantity - remaining, remaining, target.filled_quote, order.side, order.price,
         )  # fmt: skip
 
     # -- views ---------------------------------------------------------------------------

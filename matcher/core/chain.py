@@ -29,8 +29,8 @@ big-endian, no padding::
                         taker_fee i64
       3 OrderDone       order_id u64, account_id u64, status u8, reason u16,
                         filled_quantity i64, remaining_quantity i64,
-                        filled_quote_quantity i64, client_order_id_length u32,
-                        then client_order_id UTF-8
+                        filled_quote_quantity i64, side u8, price i64,
+                        client_order_id_length u32, then client_order_id UTF-8
       4 CancelRejected  order_id u64, account_id u64, reason u16,
                         client_order_id_length u32, then client_order_id UTF-8
 
@@ -88,7 +88,7 @@ KIND_CANCEL_REJECTED: Final = 4
 _HEAD: Final = ">BH{size}sQqq"  # kind, symbol length, symbol, sequence, offset, timestamp
 _ACCEPTED_BODY: Final = "QQBBBqqqI"
 _TRADE_BODY: Final = "QQQQQBqqqqq"
-_DONE_BODY: Final = "QQBHqqqI"
+_DONE_BODY: Final = "QQBHqqqBqI"
 _CANCEL_REJECTED_BODY: Final = "QQHI"
 
 
@@ -295,6 +295,8 @@ class EventChain:
         filled_quantity: int,
         remaining_quantity: int,
         filled_quote_quantity: int,
+        side: Side,
+        price: int,
     ) -> None:
         """Add OrderDone."""
         sequence = self._next
@@ -304,7 +306,7 @@ class EventChain:
         parts.append(self._pack_done(
             KIND_ORDER_DONE, self._size, self._symbol_bytes, sequence, self._offset,
             self._timestamp, order_id, account_id, status, reason, filled_quantity,
-            remaining_quantity, filled_quote_quantity, len(client),
+            remaining_quantity, filled_quote_quantity, side, price, len(client),
         ))  # fmt: skip
         parts.append(client)
         body: Any
@@ -318,11 +320,13 @@ class EventChain:
             body.filled_quantity = filled_quantity
             body.remaining_quantity = remaining_quantity
             body.filled_quote_quantity = filled_quote_quantity
+            body.side = side
+            body.price = price
             body.__class__ = OrderDone
         else:
             body = OrderDone(
                 order_id, account_id, client_order_id, status, reason, filled_quantity,
-                remaining_quantity, filled_quote_quantity,
+                remaining_quantity, filled_quote_quantity, side, price,
             )  # fmt: skip
         self._bodies.append(body)
 

@@ -63,7 +63,8 @@ def event_bytes(event: EngineEvent) -> bytes:
         return layout.done.pack(
             KIND_ORDER_DONE, *head,
             body.order_id, body.account_id, body.status, body.reason, body.filled_quantity,
-            body.remaining_quantity, body.filled_quote_quantity, len(client),
+            body.remaining_quantity, body.filled_quote_quantity, body.side, body.price,
+            len(client),
         ) + client  # fmt: skip
     if isinstance(body, CancelRejected):
         client = body.client_order_id.encode()

@@ -248,6 +248,8 @@ class OrderDone(_message.Message):
     FILLED_QUANTITY_FIELD_NUMBER: _builtins.int
     REMAINING_QUANTITY_FIELD_NUMBER: _builtins.int
     FILLED_QUOTE_QUANTITY_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
     order_id: _builtins.int
     account_id: _builtins.int
     client_order_id: _builtins.str
@@ -257,6 +259,9 @@ class OrderDone(_message.Message):
     filled_quantity: _builtins.int
     remaining_quantity: _builtins.int
     filled_quote_quantity: _builtins.int
+    side: _common_pb2.Side.ValueType
+    """The order's side and limit price (0 for MARKET): where a resting order leaves the book."""
+    price: _builtins.int
     def __init__(
         self,
         *,
@@ -268,10 +273,12 @@ class OrderDone(_message.Message):
         filled_quantity: _builtins.int = ...,
         remaining_quantity: _builtins.int = ...,
         filled_quote_quantity: _builtins.int = ...,
+        side: _common_pb2.Side.ValueType = ...,
+        price: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "client_order_id", b"client_order_id", "filled_quantity", b"filled_quantity", "filled_quote_quantity", b"filled_quote_quantity", "order_id", b"order_id", "reason", b"reason", "remaining_quantity", b"remaining_quantity", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "client_order_id", b"client_order_id", "filled_quantity", b"filled_quantity", "filled_quote_quantity", b"filled_quote_quantity", "order_id", b"order_id", "price", b"price", "reason", b"reason", "remaining_quantity", b"remaining_quantity", "side", b"side", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -306,6 +306,8 @@ def done(order: NewOrder, status: OrderStatus, filled: int, filled_quote: int) -
         filled,
         order.quantity - filled,
         filled_quote,
+        order.side,
+        order.price,
     )
 
 

@@ -195,6 +195,8 @@ def order_done(  # noqa: PLR0917 - reads like the event's own field order
     remaining: int,
     filled_quote: int,
     *,
+    side: Side,
+    price: int,
     account: int = 1,
     client: str | None = None,
 ) -> OrderDone:
@@ -208,6 +210,8 @@ def order_done(  # noqa: PLR0917 - reads like the event's own field order
         filled_quantity=filled,
         remaining_quantity=remaining,
         filled_quote_quantity=filled_quote,
+        side=side,
+        price=price,
     )
 
 

@@ -171,6 +171,8 @@ class ReferenceBook:
                     filled_quantity=0,
                     remaining_quantity=order.quantity,
                     filled_quote_quantity=0,
+                    side=order.side,
+                    price=order.price,
                 )
             )
             return
@@ -218,6 +220,8 @@ class ReferenceBook:
                 filled_quantity=filled,
                 remaining_quantity=remaining,
                 filled_quote_quantity=filled_quote,
+                side=order.side,
+                price=order.price,
             )
         )
 
@@ -331,6 +335,8 @@ class ReferenceBook:
                 filled_quantity=maker.order.quantity - maker.remaining,
                 remaining_quantity=maker.remaining,
                 filled_quote_quantity=maker.filled_quote,
+                side=maker.order.side,
+                price=maker.order.price,
             )
         )
 

@@ -49,7 +49,14 @@ def test_cancel_by_order_id_reports_what_was_left(driver: Driver) -> None:
 
     assert bodies == [
         order_done(
-            1, OrderStatus.CANCELED, RejectReason.UNSPECIFIED, btc("0.25"), btc("0.75"), usdt(25)
+            1,
+            OrderStatus.CANCELED,
+            RejectReason.UNSPECIFIED,
+            btc("0.25"),
+            btc("0.75"),
+            usdt(25),
+            side=SELL,
+            price=usdt(100),
         )
     ]
     assert len(driver.book) == 0
@@ -159,6 +166,8 @@ def test_impossible_orders_are_rejected_with_a_reason(driver: Driver, command, r
             0,
             command.quantity,
             0,
+            side=command.side,
+            price=command.price,
             account=command.account_id,
             client=command.client_order_id,
         )

@@ -79,7 +79,15 @@ def test_crossing_limit_fills_at_the_makers_price(driver: Driver) -> None:
     assert maker_done.order_id == 1
     # Price improvement: 105 reserved, 100 spent.
     assert taker_done == order_done(
-        2, OrderStatus.FILLED, RejectReason.UNSPECIFIED, btc(1), 0, usdt(100), account=8
+        2,
+        OrderStatus.FILLED,
+        RejectReason.UNSPECIFIED,
+        btc(1),
+        0,
+        usdt(100),
+        side=BUY,
+        price=usdt(105),
+        account=8,
     )
     assert len(driver.book) == 0
 

@@ -54,15 +54,15 @@ def test_trade_bytes_follow_the_documented_layout() -> None:
 
 def test_order_done_bytes_end_with_the_client_order_id() -> None:
     done = order_done(
-        10, OrderStatus.EXPIRED, RejectReason.SELF_TRADE_PREVENTED, 1, 2, 3, account=20,
-        client="ab€",
+        10, OrderStatus.EXPIRED, RejectReason.SELF_TRADE_PREVENTED, 1, 2, 3, side=SELL,
+        price=4, account=20, client="ab€",
     )  # fmt: skip
     event = EngineEvent(SYMBOL, 1, 0, 0, b"", done)
 
     expected = (
         _envelope(3, 1, 0, 0)
         + _u(10, 8) + _u(20, 8) + _u(6, 1) + _u(405, 2)
-        + _i(1) + _i(2) + _i(3)
+        + _i(1) + _i(2) + _i(3) + _u(2, 1) + _i(4)
         + _u(5, 4) + "ab€".encode()
     )  # fmt: skip
     assert event_bytes(event) == expected
@@ -92,7 +92,7 @@ def test_a_recorded_stream_keeps_its_golden_hash() -> None:
 
 
 GOLDEN_COUNTS = (543, 88)
-GOLDEN_HASH = "0546eb63d4e0eaa95dbff1ae2b51e2483e9a2dc9f1b5be718d787a63db0a2e77"
+GOLDEN_HASH = "78421124e76ead9c9a148b86e3ab2fb171bf38073dead751e5e17d9de05a833d"
 
 
 def _run(commands) -> list[EngineEvent]:

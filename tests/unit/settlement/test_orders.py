@@ -178,7 +178,7 @@ def accepted_event(order_id: int, account: int = 1, symbol: str = BTC_USDT) -> E
 def done_event(order_id: int, status: OrderStatus, account: int = 1) -> EngineEvent:
     body = OrderDone(
         OrderId(order_id), AccountId(account), ClientOrderId("c"), status,
-        RejectReason.UNSPECIFIED, 0, LOT, 0,
+        RejectReason.UNSPECIFIED, 0, LOT, 0, Side.BUY, PRICE,
     )  # fmt: skip
     return EngineEvent(BTC_USDT, 2, 1, T0, bytes(32), body)
 

@@ -290,6 +290,8 @@ class SimulatedMatcher:
             resting.filled,
             resting.remaining or 0,
             resting.filled_quote,
+            order.side,
+            order.price,
         )
         self._emit(symbol, done, offset)
 

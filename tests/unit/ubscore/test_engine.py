@@ -88,6 +88,8 @@ def done(order: NewOrder, status: OrderStatus = OrderStatus.FILLED) -> OrderDone
         0,
         0,
         0,
+        order.side,
+        order.price,
     )
 
 

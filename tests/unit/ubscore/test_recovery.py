@@ -196,6 +196,8 @@ def test_a_partition_never_read_resumes_from_its_beginning():
                 0,
                 0,
                 0,
+                Side.BUY,
+                1,
             ),
         ),
         3,
