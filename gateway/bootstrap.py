@@ -27,11 +27,13 @@ from gateway.ratelimit import RateLimiter
 from gateway.reads import Reads
 from gateway.results import EngineTail
 from gateway.service import SERVICE_NAME, GatewayServicer
+from gateway.stream_hub import StreamHub
+from gateway.streams import LiveStreams, StreamSettings
 from gateway.upstream import UpstreamAddresses, Upstreams
 from ordermesh.bus import topics
 from ordermesh.bus.base import Bus
 from ordermesh.config import CommonSettings, SettingsError, check_names, check_ranges, setting
-from ordermesh.grpcx.server import GrpcServer
+from ordermesh.grpcx.server import GrpcServer, connection_options
 from ordermesh.markets import MarketTable, load_markets
 from ordermesh.runtime import Runner
 from ordermesh.v1 import gateway_pb2_grpc
@@ -66,6 +68,29 @@ class GatewaySettings(CommonSettings):
     probe_seconds: float = setting(1.0, "how often upstream connections are checked for health")
     topic_prefix: str = setting("", "put in front of every topic name (meshes sharing a cluster)")
     grace_seconds: float = setting(10.0, "how long calls in flight may finish on shutdown")
+    stream_queue: int = setting(
+        10_000,
+        "how far a StreamOrderUpdates or StreamMarketData client may fall behind (order"
+        " updates, or a market's commands) before its stream ends with RESOURCE_EXHAUSTED",
+    )
+    order_entry_window: int = setting(
+        1000, "requests in flight on one OrderEntry stream; reading stops while it is full"
+    )
+    max_connection_age_seconds: float = setting(
+        300.0,
+        "close each client connection (GOAWAY) after about this long (gRPC adds a tenth of "
+        "jitter), so long-lived clients reconnect through the load balancer: what drains a "
+        "replica in a rollout; 0: never",
+    )
+    max_connection_age_grace_seconds: float = setting(
+        30.0, "how long calls (and streams) may go on after that GOAWAY; 0: without end"
+    )
+    keepalive_seconds: float = setting(
+        60.0, "ping idle client connections this often, to find dead peers; 0: no pings"
+    )
+    keepalive_timeout_seconds: float = setting(
+        20.0, "close a connection whose keepalive ping is unanswered this long"
+    )
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -76,9 +101,19 @@ class GatewaySettings(CommonSettings):
                 "result_timeout_seconds",
                 "probe_seconds",
             ),
-            at_least_one=("burst",),
+            at_least_one=("burst", "stream_queue", "order_entry_window"),
         )
         check_names(self)
+        check_ranges(
+            self,
+            ports=(),
+            above_zero=("keepalive_timeout_seconds",),
+            not_negative=(
+                "max_connection_age_seconds",
+                "max_connection_age_grace_seconds",
+                "keepalive_seconds",
+            ),
+        )
         for name in ("ubscore", "matcher", "settlement"):
             if _ADDRESS.fullmatch(getattr(self, name)) is None:
                 raise SettingsError(f"{name} must be host:port, was {getattr(self, name)!r}")
@@ -113,13 +148,27 @@ class GatewayService:
             markets, self.upstream, self.tail, self.metrics, settings.result_timeout_seconds
         )
         limiter = RateLimiter(settings.rate_per_second, settings.burst, clock)
-        servicer = GatewayServicer(keys, limiter, desk, Reads(markets, self.upstream), self.metrics)
+        self.hub = StreamHub(markets, settings.stream_queue)
+        self.tail.listen(self.hub)
+        self.streams = LiveStreams(
+            markets, self.tail, self.hub, self.upstream, desk, self.metrics,
+            StreamSettings(queue=settings.stream_queue, window=settings.order_entry_window),
+        )  # fmt: skip
+        servicer = GatewayServicer(
+            keys, limiter, desk, Reads(markets, self.upstream), self.metrics, self.streams
+        )
         self.server = GrpcServer(
             service_names=[SERVICE_NAME],
             registrars=[lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, s)],
             host=settings.host,
             port=settings.port,
             grace_seconds=settings.grace_seconds,
+            options=connection_options(
+                max_age_seconds=settings.max_connection_age_seconds,
+                max_age_grace_seconds=settings.max_connection_age_grace_seconds,
+                keepalive_seconds=settings.keepalive_seconds,
+                keepalive_timeout_seconds=settings.keepalive_timeout_seconds,
+            ),
         )
         self.metrics_port = 0
         """The metrics port bound by `start` (0: not served)."""

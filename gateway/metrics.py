@@ -8,7 +8,7 @@ from ordermesh.metrics import LATENCY_BUCKETS, ServiceMetrics
 
 
 class GatewayMetrics(ServiceMetrics):
-    """Calls by method and status, orders by result and reason, latency per method."""
+    """Calls by method and status, orders by result and reason, latency per method, streams."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,5 +46,29 @@ class GatewayMetrics(ServiceMetrics):
         self.serving = Gauge(
             "ordermesh_gateway_serving",
             "1 while health says SERVING: upstreams connected and the engine tail positioned",
+            registry=registry,
+        )
+        self.streams_open = Gauge(
+            "ordermesh_gateway_streams_open",
+            "Streams open now, by method",
+            ["method"],
+            registry=registry,
+        )
+        self.stream_messages = Counter(
+            "ordermesh_gateway_stream_messages",
+            "Messages sent on streams, by method",
+            ["method"],
+            registry=registry,
+        )
+        self.streams_ended = Counter(
+            "ordermesh_gateway_streams_ended",
+            "Streams ended, by method and reason (client_gone, completed, refused, fell_behind,"
+            " tail_stopped, log_broken, resync, dependency, internal)",
+            ["method", "reason"],
+            registry=registry,
+        )
+        self.order_entry_in_flight = Gauge(
+            "ordermesh_gateway_order_entry_in_flight",
+            "OrderEntry requests read and not yet answered, over all streams",
             registry=registry,
         )

@@ -189,7 +189,7 @@ def order_outcome(group: CommandGroup, market: Market) -> OrderOutcome:
             body.taker_order_id,
             body.maker_order_id,
         }:
-            fills.append(_fill(body, order_id, event.timestamp_ns, market))
+            fills.append(fill_of(body, order_id, event.timestamp_ns, market))
         elif isinstance(body, OrderDone) and body.order_id == order_id:
             done = body
     if done is not None:
@@ -204,7 +204,8 @@ def order_outcome(group: CommandGroup, market: Market) -> OrderOutcome:
     )  # fmt: skip
 
 
-def _fill(trade: TradeExecuted, order_id: OrderId, timestamp_ns: int, market: Market) -> Fill:
+def fill_of(trade: TradeExecuted, order_id: OrderId, timestamp_ns: int, market: Market) -> Fill:
+    """`trade` as a Fill from the side of order `order_id`, its maker or its taker."""
     maker = trade.maker_order_id == order_id and trade.taker_order_id != order_id
     taker_buys = trade.taker_side is Side.BUY
     buys = taker_buys != maker

@@ -12,8 +12,10 @@ then, which no waiter of this gateway can be waiting for.
 Records are decoded strictly: a record that is not an EngineEvent, or events that break the
 hash chain, raise and stop the gateway (fail-stop under the Supervisor) rather than being
 skipped. Events are assembled into command groups (`gateway.outcomes`) and each complete
-group is handed to the waiters it concerns. A short memory of recent groups and of how
-recent orders ended answers retries (a resent client_order_id) and cancels that lost a race.
+group is handed to the waiters it concerns, then to the listeners (the live streams'
+fan-out, `gateway.stream_hub`), which are told too when the tail stops. A short memory of
+recent groups and of how recent orders ended answers retries (a resent client_order_id)
+and cancels that lost a race.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Final, Generic, NoReturn, TypeVar
+from typing import Final, Generic, NoReturn, Protocol, TypeVar
 
 import structlog
 
@@ -60,6 +62,16 @@ class _Recent(Generic[_K, _V]):
 
     def get(self, key: _K) -> _V | None:
         return self._items.get(key)
+
+
+class TailListener(Protocol):
+    """Takes every complete command group the tail reads, and hears when the tail stops."""
+
+    def group(self, group: CommandGroup) -> None:
+        """One complete group, in log order per symbol; must not wait or raise."""
+
+    def stopped(self, error: BaseException | None) -> None:
+        """The tail stopped reading: with `error`, or None when it was closed or cancelled."""
 
 
 class Waiter:
@@ -120,6 +132,15 @@ class EngineTail:
         """True once the tail reads from the end offsets taken at start."""
         self.events_read = 0
         """Engine events read since start."""
+        self._listeners: list[TailListener] = []
+
+    def listen(self, listener: TailListener) -> None:
+        """Hand every group read from now on to `listener`, and tell it when the tail stops."""
+        self._listeners.append(listener)
+
+    def _stopped(self, error: BaseException | None) -> None:
+        for listener in self._listeners:
+            listener.stopped(error)
 
     async def start(self) -> None:
         """Position at the end of every partition; a topic not there yet is retried by run().
@@ -146,11 +167,21 @@ class EngineTail:
         log.info("engine tail positioned", topic=self.topic, offsets=list(ends.values()))
 
     async def run(self) -> NoReturn:
-        """Read and route until cancelled.
+        """Read and route until cancelled; the listeners hear how it ended.
 
         Raises:
             FatalError: a record that is not an engine event, or a broken hash chain.
         """
+        try:
+            await self._read()
+        except asyncio.CancelledError:
+            self._stopped(None)
+            raise
+        except BaseException as e:
+            self._stopped(e)
+            raise
+
+    async def _read(self) -> NoReturn:
         while self._consumer is None:
             try:
                 await self._position()
@@ -199,6 +230,8 @@ class EngineTail:
         for key in keys:
             for waiter in waiting.get(key, ()):
                 waiter.deliver(group)
+        for listener in self._listeners:
+            listener.group(group)
 
     def require_positioned(self) -> None:
         """Raise UNAVAILABLE unless the tail is reading (a RESULT could not be answered)."""
@@ -241,6 +274,7 @@ class EngineTail:
         """Stop the consumer."""
         consumer, self._consumer = self._consumer, None
         self.positioned = False
+        self._stopped(None)
         if consumer is not None:
             await consumer.stop()
 

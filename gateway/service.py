@@ -2,12 +2,15 @@
 
 Every call needs an API key (`gateway.auth`); every refusal is a gRPC status with a
 google.rpc.ErrorInfo: the gateway's own from one table (`ordermesh.grpcx.errors`), an
-upstream's passed on unchanged (`gateway.upstream`). The streaming RPCs are not served
-yet: they answer UNIMPLEMENTED, saying what to use meanwhile.
+upstream's passed on unchanged (`gateway.upstream`). The streaming RPCs (`gateway.streams`)
+authenticate and take a rate limit token when they open (OrderEntry: also one per
+request), and end with a status that says what the client should do (UNAVAILABLE,
+ABORTED, RESOURCE_EXHAUSTED; see `gateway.stream_hub.StreamEnd`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, NoReturn, TypeVar
@@ -19,6 +22,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.orders import Deadline, OrderDesk
 from gateway.ratelimit import RateLimiter
 from gateway.reads import Reads
+from gateway.streams import EndLabel, LiveStreams, StreamEnded, end_label, ended_status
 from gateway.upstream import UpstreamError
 from ordermesh.grpcx import errors
 from ordermesh.model import OrdermeshError
@@ -28,8 +32,10 @@ SERVICE_NAME: Final = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_na
 """ordermesh.v1.Gateway."""
 
 _T = TypeVar("_T")
+_M = TypeVar("_M")
 Context = grpc.aio.ServicerContext[Any, Any]
 Work = Callable[[Principal, Deadline], Awaitable[_T]]
+StreamWork = Callable[[Principal], AsyncIterator[_M]]
 
 
 def caller_bucket(principal: Principal) -> str:
@@ -47,22 +53,25 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         limiter: the per-caller rate limit.
         desk: order entry and funding.
         reads: the queries.
-        metrics: calls by method and status, latency per method.
+        metrics: calls by method and status, latency per method, streams.
+        streams: the streaming RPCs.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the servicer's collaborators, all needed
         self,
         keys: ApiKeys,
         limiter: RateLimiter,
         desk: OrderDesk,
         reads: Reads,
         metrics: GatewayMetrics,
+        streams: LiveStreams,
     ) -> None:
         self._keys = keys
         self._limiter = limiter
         self._desk = desk
         self._reads = reads
         self._metrics = metrics
+        self._streams = streams
 
     async def _serve(self, method: str, context: Context, work: Work[_T]) -> _T:
         """Authenticate, rate-limit, run `work`; turn every refusal into a rich status."""
@@ -220,39 +229,94 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             "Withdraw", context, lambda who, deadline: self._desk.withdraw(who, request, deadline)
         )
 
-    async def StreamOrderUpdates(  # type: ignore[override]  # grpc.aio takes a coroutine too
-        self,
-        request: gateway_pb2.StreamOrderUpdatesRequest,  # noqa: ARG002 - refused unread
-        context: Context,
-    ) -> NoReturn:
-        """Not served yet: UNIMPLEMENTED."""
-        await _unimplemented(context, "StreamOrderUpdates", "poll GetOrder or ListOpenOrders")
+    async def _stream(
+        self, method: str, context: Context, work: StreamWork[_M]
+    ) -> AsyncIterator[_M]:
+        """Authenticate, rate-limit, relay `work`'s messages; end with a status that says why."""
+        label = EndLabel.CLIENT_GONE
+        opened = self._metrics.streams_open.labels(method)
+        sent = self._metrics.stream_messages.labels(method)
+        opened.inc()
+        try:
+            principal = self._keys.authenticate(context.invocation_metadata() or ())
+            self._limiter.acquire(caller_bucket(principal))
+            async for message in work(principal):
+                yield message
+                sent.inc()
+            label = EndLabel.COMPLETED
+        except asyncio.CancelledError:
+            raise
+        except (OrdermeshError, UpstreamError, StreamEnded) as e:
+            label = end_label(e)
+            await _end_stream(context, e)
+        except Exception:
+            label = EndLabel.INTERNAL
+            raise
+        finally:
+            opened.dec()
+            self._metrics.streams_ended.labels(method, label.value).inc()
 
-    async def StreamMarketData(  # type: ignore[override]  # grpc.aio takes a coroutine too
-        self,
-        request: gateway_pb2.StreamMarketDataRequest,  # noqa: ARG002 - refused unread
-        context: Context,
-    ) -> NoReturn:
-        """Not served yet: UNIMPLEMENTED."""
-        await _unimplemented(context, "StreamMarketData", "poll GetOrderBook and ListTrades")
+    async def StreamOrderUpdates(
+        self, request: gateway_pb2.StreamOrderUpdatesRequest, context: Context
+    ) -> AsyncIterator[gateway_pb2.StreamOrderUpdatesResponse]:
+        """The account's order updates from now on (accepted, fills, done), in log order.
 
-    async def OrderEntry(  # type: ignore[override]  # grpc.aio takes a coroutine too
+        Only the caller's own orders, each update with the market sequence of its event;
+        one market's when `symbol` is set. Events from the subscription on: a client
+        subscribes, then takes its starting state from ListOpenOrders (and again after the
+        stream ends, whatever the status).
+        """
+        async for message in self._stream(
+            "StreamOrderUpdates", context, lambda who: self._streams.order_updates(who, request)
+        ):
+            yield message
+
+    async def StreamMarketData(
+        self, request: gateway_pb2.StreamMarketDataRequest, context: Context
+    ) -> AsyncIterator[gateway_pb2.StreamMarketDataResponse]:
+        """A depth snapshot of one market, then its book deltas and trades (gateway.stream_market).
+
+        Every engine event of the market gives at least one message with its sequence, so
+        sequences rise by one (repeated for the messages of one event); anything else is a
+        gap, and the client resubscribes for a new snapshot.
+        """
+        async for message in self._stream(
+            "StreamMarketData", context, lambda _who: self._streams.market_data(request)
+        ):
+            yield message
+
+    async def OrderEntry(
         self,
-        request_iterator: AsyncIterator[gateway_pb2.OrderEntryRequest],  # noqa: ARG002
+        request_iterator: AsyncIterator[gateway_pb2.OrderEntryRequest],
         context: Context,
-    ) -> NoReturn:
-        """Not served yet: UNIMPLEMENTED."""
-        await _unimplemented(context, "OrderEntry", "use PlaceOrder and CancelOrder")
+    ) -> AsyncIterator[gateway_pb2.OrderEntryResponse]:
+        """Many places and cancels on one stream, each answered by its client_order_id.
+
+        Authenticated once from the stream's metadata; each request takes a rate limit
+        token; a refused request is answered with an OrderEntryError (the code, reason and
+        message the unary call would have ended with) and the stream goes on. At most the
+        `order_entry_window` setting of requests is in flight (gateway.stream_entry).
+        """
+
+        def work(who: Principal) -> AsyncIterator[gateway_pb2.OrderEntryResponse]:
+            bucket = caller_bucket(who)
+            return self._streams.order_entry(
+                who, request_iterator, lambda: self._limiter.acquire(bucket)
+            )
+
+        async for message in self._stream("OrderEntry", context, work):
+            yield message
+
+
+async def _end_stream(
+    context: Context, error: OrdermeshError | UpstreamError | StreamEnded
+) -> None:
+    if isinstance(error, OrdermeshError):
+        await errors.abort(context, error)
+    status = error.status if isinstance(error, UpstreamError) else ended_status(error)
+    await _abort_with(context, status)
 
 
 async def _abort_with(context: Context, status: grpc.Status) -> NoReturn:
     await context.abort_with_status(status)
     raise AssertionError("abort_with_status returned")  # pragma: no cover
-
-
-async def _unimplemented(context: Context, method: str, instead: str) -> NoReturn:
-    await context.abort(
-        grpc.StatusCode.UNIMPLEMENTED,
-        f"{method} is not available in this version of the gateway yet; meanwhile, {instead}",
-    )
-    raise AssertionError("abort returned")  # pragma: no cover

@@ -6,8 +6,10 @@ Every ordermesh server:
 - serves reflection, so grpcurl and friends can call it without the .proto files;
 - stamps `x-ordermesh-version` on every response's initial metadata, health checks
   included, so an operator can tell a stale binary from a healthy one;
-- on SIGTERM/SIGINT stops accepting calls and lets calls in flight finish within a grace
-  period (gRPC sends GOAWAY to the clients), then exits.
+- on SIGTERM/SIGINT says NOT_SERVING, stops accepting calls and lets calls in flight
+  finish within a grace period (gRPC sends GOAWAY to the clients), then exits;
+- may bound a connection's age (`connection_options`), so clients of a replica being
+  drained reconnect elsewhere.
 """
 
 from __future__ import annotations
@@ -93,6 +95,61 @@ def _with_metadata(
     return handler
 
 
+def connection_options(
+    *,
+    max_age_seconds: float = 0.0,
+    max_age_grace_seconds: float = 0.0,
+    keepalive_seconds: float = 0.0,
+    keepalive_timeout_seconds: float = 20.0,
+) -> list[tuple[str, int]]:
+    """Channel arguments that bound how long a client stays on one connection.
+
+    A server that closes connections after `max_age_seconds` (gRPC adds ±10% jitter) sends
+    GOAWAY, and clients reconnect through whatever load balancer is in front: that is what
+    moves long-lived HTTP/2 clients off a replica being drained, where a selector flip alone
+    only moves new connections. Calls in flight on the old connection get
+    `max_age_grace_seconds` more to finish. Keepalive pings find dead peers behind proxies.
+
+    Args:
+        max_age_seconds: connection lifetime; 0 for unlimited (gRPC's default).
+        max_age_grace_seconds: time for calls in flight after the age; 0 for unlimited.
+        keepalive_seconds: ping an idle connection this often; 0 for no pings.
+        keepalive_timeout_seconds: close a connection whose ping is unanswered this long.
+
+    Raises:
+        ValueError: a negative duration, or a keepalive timeout not above 0.
+    """
+    named = {
+        "max_age_seconds": max_age_seconds,
+        "max_age_grace_seconds": max_age_grace_seconds,
+        "keepalive_seconds": keepalive_seconds,
+    }
+    for name, value in named.items():
+        if value < 0:
+            raise ValueError(f"{name} must be 0 or more, was {value}")
+    if not keepalive_timeout_seconds > 0:
+        raise ValueError(
+            f"keepalive_timeout_seconds must be above 0, was {keepalive_timeout_seconds}"
+        )
+    options: list[tuple[str, int]] = []
+    if max_age_seconds:
+        options.append(("grpc.max_connection_age_ms", _milliseconds(max_age_seconds)))
+    if max_age_grace_seconds:
+        options.append(("grpc.max_connection_age_grace_ms", _milliseconds(max_age_grace_seconds)))
+    if keepalive_seconds:
+        options += [
+            ("grpc.keepalive_time_ms", _milliseconds(keepalive_seconds)),
+            ("grpc.keepalive_timeout_ms", _milliseconds(keepalive_timeout_seconds)),
+            # Idle connections are the ones a dead peer leaves behind: ping them too.
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+    return options
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
 Registrar = Callable[[grpc.aio.Server], None]
 """Adds one servicer to a server, e.g. `lambda s: add_FooServicer_to_server(impl, s)`."""
 
@@ -167,6 +224,17 @@ class GrpcServer:
         )
         for name in ("", *self.service_names):
             await self._health.set(name, status)
+
+    async def set_health(self, name: str, serving: bool) -> None:
+        """Report SERVING or NOT_SERVING for one extra health name (e.g. a standby's readiness)."""
+        if self._health is None:
+            raise RuntimeError("set_health before start")
+        await self._health.set(
+            name,
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
 
     def install_signal_handlers(self) -> None:
         """Make SIGTERM and SIGINT begin a graceful stop."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -127,12 +128,29 @@ async def test_the_rate_limit_is_per_account(pg_database: str, key_file: Path) -
         await call(gateway_pb2.ListSymbolsRequest(), metadata=as_trader(second))
 
 
-async def test_streams_are_not_served_yet(running_mesh: Mesh) -> None:
-    stream = running_mesh.stub.StreamOrderUpdates(
-        gateway_pb2.StreamOrderUpdatesRequest(), metadata=as_trader(1)
+async def test_streams_need_a_key_and_an_account_for_account_streams(running_mesh: Mesh) -> None:
+    mesh = running_mesh
+
+    async def refused_stream(call: Any) -> grpc.StatusCode:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for _ in call:
+                pass
+        return raised.value.code()
+
+    no_key = mesh.stub.StreamOrderUpdates(gateway_pb2.StreamOrderUpdatesRequest())
+    assert await refused_stream(no_key) == grpc.StatusCode.UNAUTHENTICATED
+    # An admin key without an account has no orders to follow or to enter.
+    admin_updates = mesh.stub.StreamOrderUpdates(
+        gateway_pb2.StreamOrderUpdatesRequest(), metadata=AS_ADMIN
     )
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        async for _ in stream:
-            pass
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "GetOrder" in (raised.value.details() or "")
+    assert await refused_stream(admin_updates) == grpc.StatusCode.PERMISSION_DENIED
+    admin_entry = mesh.stub.OrderEntry(iter(()), metadata=AS_ADMIN)
+    assert await refused_stream(admin_entry) == grpc.StatusCode.PERMISSION_DENIED
+    # Market data is public: any key may follow it.
+    market = mesh.stub.StreamMarketData(
+        gateway_pb2.StreamMarketDataRequest(symbol="BTC-USDT"), metadata=AS_ADMIN
+    )
+    first = await market.read()
+    assert isinstance(first, gateway_pb2.StreamMarketDataResponse)
+    assert first.WhichOneof("data") == "snapshot"
+    market.cancel()
