@@ -25,7 +25,7 @@ def test_help_lists_the_commands():
 def test_no_command_prints_usage_and_fails():
     done = run()
     assert done.returncode == 2
-    assert "usage: ordermesh" in done.stderr
+    assert "Usage: ordermesh" in done.stderr
 
 
 def test_markets_lists_the_shipped_symbols():
@@ -48,7 +48,7 @@ def test_markets_reports_a_broken_file_without_a_traceback(tmp_path: Path):
 def test_version(argv):
     done = run(*argv)
     assert done.returncode == 0
-    assert done.stdout.startswith("ordermesh ")
+    assert done.stdout.startswith("ordermesh, version ")
 
 
 def test_up_help_says_what_it_starts_where_data_goes_and_how_to_reset():
