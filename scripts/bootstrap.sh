@@ -22,6 +22,17 @@ if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
             "install them (e.g. apt-get install openjdk-17-jre-headless maven)" >&2
     fi
 fi
+# The blue-green rollout test puts the gateways behind nginx (a gRPC proxy); nginx-light has
+# the grpc and http2 modules.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing nginx (the gRPC proxy of the blue-green rollout test)"
+        apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null
+    else
+        echo "warning: nginx is needed for the blue-green rollout test;" \
+            "install it (e.g. apt-get install nginx-light)" >&2
+    fi
+fi
 echo "==> creating $venv with $("$python" -V 2>&1)"
 "$python" -m venv "$venv"
 echo "==> installing ordermesh and its dev tools (pinned by requirements/constraints.txt)"
