@@ -23,6 +23,10 @@ install: $(STAMP) ## Create .venv and install ordermesh with its dev tools
 run: $(STAMP) ## Start the whole mesh on localhost (embedded bus and PostgreSQL)
 	$(VENV)/bin/ordermesh up
 
+.PHONY: demo
+demo: $(STAMP) ## Bots trade for a minute on a running `make run`, shown live (DEMO_FLAGS=--duration 20)
+	$(VENV)/bin/ordermesh demo $(DEMO_FLAGS)
+
 .PHONY: proto
 proto: $(STAMP) ## Regenerate ordermesh/v1 from protos/
 	$(PY) scripts/genproto.py
@@ -41,6 +45,11 @@ test-unit: $(STAMP) ## Unit and property tests; needs no servers
 .PHONY: test
 test: lint ## Everything: lint, unit, property and integration tests on real Kafka + PostgreSQL
 	$(VENV)/bin/pytest -q
+
+ROLLOUT_FLAGS ?= kubectl --overlays deploy/k8s/overlays --namespace ordermesh
+.PHONY: rollout
+rollout: $(STAMP) ## Blue-green rollout of the gateway (ROLLOUT_FLAGS="local ..." for nginx on this host)
+	$(PY) -m ordermesh.rollout $(ROLLOUT_FLAGS)
 
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks, interpreted and mypyc-compiled (writes bench/results/*.json)
