@@ -1,4 +1,4 @@
-"""Trade against a running `ordermesh up`: fund two accounts, cross two orders, read balances.
+"""Trade in a minute with the Python SDK: fund, trade, watch the book, be refused.
 
 Run `make run` in one terminal, then in another: `.venv/bin/python examples/quickstart.py`.
 """
@@ -6,80 +6,73 @@ Run `make run` in one terminal, then in another: `.venv/bin/python examples/quic
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tomllib
+from decimal import Decimal
 from pathlib import Path
-from typing import cast
 
-import grpc
-from grpc_status import rpc_status
+from ordermesh.client import AsyncClient, ClientError, InvalidArgument, LocalBook
 
-from ordermesh.grpcx.errors import error_info
-from ordermesh.v1 import common_pb2 as c
-from ordermesh.v1 import gateway_pb2 as g
-from ordermesh.v1 import gateway_pb2_grpc as s
+
+async def tour(gateway: str, keys: dict[str, str]) -> None:
+    """Deposit, rest a SELL, watch the book, cross it, cancel the rest, show a refusal."""
+    async with (
+        AsyncClient(gateway, api_key=keys["admin"]) as admin,
+        AsyncClient(gateway, api_key=keys["demo-trader-1"]) as alice,
+        AsyncClient(gateway, api_key=keys["demo-trader-2"]) as bob,
+    ):
+        # Money enters by deposit (admin key). The reference_id makes a retry safe:
+        # the same reference_id credits once, and the answer says duplicate.
+        await admin.deposit(1, "BTC", Decimal("1"), reference_id="tour-alice-btc")
+        again = await admin.deposit(1, "BTC", Decimal("1"), reference_id="tour-alice-btc")
+        print("deposit again is a duplicate:", again.duplicate)
+        await admin.deposit(2, "USDT", Decimal("50000"), reference_id="tour-bob-usdt")
+
+        # Market data: a snapshot, then every change; a LocalBook keeps the depth.
+        events = bob.market_data("BTC-USDT", depth=5)
+        book = LocalBook("BTC-USDT")
+        book.apply(await anext(events))  # the first event is always a BookSnapshot
+
+        # A resting SELL: amounts are Decimal (or str); a float is refused.
+        sell = await alice.place_order("BTC-USDT", "SELL", Decimal("0.5"), Decimal("30000"))
+        print("alice's sell:", sell.status)
+
+        # A crossing BUY, waiting for the matcher's result with its fills.
+        buy = await bob.place_order("BTC-USDT", "BUY", "0.2", "30100", wait="result")
+        print("bob's buy:", buy.status)
+        for fill in buy.fills:
+            print(f"  filled {fill.quantity} at {fill.price}, fee {fill.fee} {fill.fee_asset}")
+
+        want = await bob.get_order_book("BTC-USDT", 5)
+        while book.sequence < want.sequence:
+            book.apply(await anext(events))
+        await events.aclose()  # type: ignore[attr-defined]  # an async generator
+        best = book.best_ask()
+        print("best ask:", best.quantity if best else None, "at", best.price if best else None)
+
+        canceled = await alice.cancel_order("BTC-USDT", sell.order_id, wait="result")
+        print("alice's rest:", canceled.status)
+        for asset, balance in sorted((await bob.get_balances()).items()):
+            print(f"  bob holds {balance.available} {asset} ({balance.frozen} frozen)")
+
+        # Every refusal is a ClientError subclass with the gateway's reason and field.
+        try:
+            await bob.place_order("BTC-USDT", "BUY", "0.1", "30000.001")
+        except InvalidArgument as e:
+            print("refused:", e.reason, e.field, "-", e.message)
+        except ClientError as e:  # any other refusal
+            print("refused otherwise:", e)
 
 
 def main() -> None:
-    """Deposit, place a resting SELL and a crossing BUY, then show what happened."""
+    """Read the demo keys `ordermesh up` wrote and run the tour."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gateway", default="127.0.0.1:50051", help="the gateway's address")
     parser.add_argument("--data-dir", type=Path, default=Path(".ordermesh"), help="up's data dir")
     args = parser.parse_args()
     keys_file = (args.data_dir / "api_keys.toml").read_text(encoding="utf-8")
     keys = {entry["name"]: entry["key"] for entry in tomllib.loads(keys_file)["keys"]}
-    admin, alice, bob = (
-        (("x-api-key", keys[name]),) for name in ("admin", "demo-trader-1", "demo-trader-2")
-    )
-    gateway = s.GatewayStub(grpc.insecure_channel(args.gateway))
-
-    # Money enters only by deposit, with the admin key; the reference_id makes a retry safe.
-    gateway.Deposit(
-        g.DepositRequest(account_id=1, asset="BTC", amount="1", reference_id="a-1"), metadata=admin
-    )
-    gateway.Deposit(
-        g.DepositRequest(account_id=2, asset="USDT", amount="50000", reference_id="b-1"),
-        metadata=admin,
-    )
-
-    sell = g.PlaceOrderRequest(
-        symbol="BTC-USDT",
-        side=c.SIDE_SELL,
-        order_type=c.ORDER_TYPE_LIMIT,
-        price="30000",
-        quantity="0.5",
-        client_order_id="alice-1",
-    )
-    gateway.PlaceOrder(sell, metadata=alice)
-    buy = g.PlaceOrderRequest(
-        symbol="BTC-USDT",
-        side=c.SIDE_BUY,
-        order_type=c.ORDER_TYPE_LIMIT,
-        price="30100",
-        quantity="0.2",
-        client_order_id="bob-1",
-        response_type=c.RESPONSE_TYPE_RESULT,
-    )
-    result = gateway.PlaceOrder(buy, metadata=bob)
-    print("bob's buy:", c.OrderStatus.Name(result.status))
-    for fill in result.fills:
-        print(f"  filled {fill.quantity} at {fill.price}, fee {fill.fee} {fill.fee_asset}")
-    for balance in gateway.GetBalances(g.GetBalancesRequest(), metadata=bob).balances:
-        print(f"  bob holds {balance.available} {balance.asset} ({balance.frozen} frozen)")
-
-    # Every refusal is a gRPC status with a google.rpc.ErrorInfo reason and a clear message.
-    bad = g.PlaceOrderRequest(
-        symbol="BTC-USDT",
-        side=c.SIDE_BUY,
-        order_type=c.ORDER_TYPE_LIMIT,
-        price="30000.001",
-        quantity="0.1",
-        client_order_id="bob-2",
-    )
-    try:
-        gateway.PlaceOrder(bad, metadata=bob)
-    except grpc.RpcError as e:
-        info = error_info(rpc_status.from_call(cast(grpc.Call, e)))  # a failed call is both
-        print("refused:", e.code().name, info.reason if info else "", "-", e.details())
+    asyncio.run(tour(args.gateway, keys))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ in_module_loop = pytest.mark.asyncio(loop_scope="module")
 T = TypeVar("T")
 D = Decimal
 SYMBOL = "ETH-USDT"
-TOUR = Path(__file__).resolve().parents[3] / "examples" / "sdk_tour.py"
+QUICKSTART = Path(__file__).resolve().parents[3] / "examples" / "quickstart.py"
 
 
 async def eventually(
@@ -409,10 +409,10 @@ def test_the_blocking_streams_and_order_entry(up: Up) -> None:
 
 
 @in_module_loop
-async def test_the_sdk_tour_runs_as_the_readme_shows_it(up: Up) -> None:
+async def test_the_quickstart_runs_as_the_readme_shows_it(up: Up) -> None:
     run = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(TOUR),
+        str(QUICKSTART),
         f"--gateway={up.gateway}",
         f"--data-dir={up.data_dir}",
         stdout=asyncio.subprocess.PIPE,
