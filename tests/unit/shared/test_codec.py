@@ -71,6 +71,8 @@ BODIES = st.one_of(
         filled_quantity=I64,
         remaining_quantity=I64,
         filled_quote_quantity=I64,
+        side=enum(model.Side),
+        price=I64,
         **COMMON,
     ),
     builds(events.CancelRejected, reason=enum(model.RejectReason), **COMMON),
