@@ -1,7 +1,8 @@
 """`python -m matcher`: one matcher instance on Kafka, until SIGTERM or a fail-stop.
 
 Exit status: 0 after a graceful stop, 1 after a fail-stop (the next start recovers from
-snapshot + log), 2 for a bad flag, environment variable or markets file.
+snapshot + log), 2 for a bad flag, environment variable or markets file, 3 when another
+instance took a partition over (fenced; a restart stands by).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             f"Every setting can also come from its {ENV_PREFIX}* environment variable; a flag"
-            " wins over the variable. Exit status: 0 stopped, 1 fail-stop, 2 bad configuration."
+            " wins over the variable. Exit status: 0 stopped, 1 fail-stop, 2 bad configuration,"
+            " 3 fenced by another instance that took over (--role standby and"
+            " ordermesh.v1.Admin/Promote: python -m ordermesh.handover)."
         ),
     )
     add_arguments(parser, MatcherSettings)

@@ -19,10 +19,13 @@ from matcher.consumer import LoopConfig, OrderConsumer
 from matcher.metrics import MatcherMetrics
 from matcher.service import SERVICE_NAME, BookDirectory, MatcherServicer
 from matcher.snapshot import BookSnapshots
+from matcher.standby import StandbyTail, WarmPartition
+from ordermesh import handover
 from ordermesh.bus import topics
-from ordermesh.bus.base import Bus, TopicSpec, UnknownTopicError
+from ordermesh.bus.base import Bus, Producer, TopicPartition, TopicSpec, UnknownTopicError
 from ordermesh.config import CommonSettings, SettingsError, check_names, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
+from ordermesh.handover import Handover, OwnerRecord, Role, starting_role
 from ordermesh.markets import Market, MarketTable, load_markets
 from ordermesh.runtime import Runner
 from ordermesh.snapshots import SNAPSHOTS, BusSnapshotStore, SnapshotStore
@@ -58,6 +61,13 @@ class MatcherSettings(CommonSettings):
         10_000, "a matcher silent this long loses its partitions (broker minimum: 6000)"
     )
     kafka_heartbeat_ms: int = setting(500, "how often a matcher heartbeats to its group")
+    role: str = setting(
+        "active",
+        "active: join the group and match at once; standby: keep warm books and wait for "
+        "ordermesh.v1.Admin/Promote (an owner record from a past hand-over overrides both)",
+    )
+    instance: str = setting("", "the name recorded as owner on promotion; the host name if empty")
+    standby_max_lag: int = setting(1_000, "a standby this many records behind or less is ready")
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -72,6 +82,12 @@ class MatcherSettings(CommonSettings):
                 f" kafka_heartbeat_ms ({self.kafka_heartbeat_ms})"
             )
         check_names(self)
+        if self.role not in handover.ROLES:
+            raise SettingsError(
+                f"role must be one of {', '.join(handover.ROLES)}, was {self.role!r}"
+            )
+        if self.standby_max_lag < 0:
+            raise SettingsError(f"standby_max_lag must be 0 or more, was {self.standby_max_lag}")
         for name in ("group_id", "transactional_id_prefix"):
             if _ID.fullmatch(getattr(self, name)) is None:
                 raise SettingsError(
@@ -113,19 +129,32 @@ class MatcherService:
         self._store = store or BusSnapshotStore(bus, settings.snapshot_topic)
         by_symbol: dict[str, Market] = {str(s): m for s, m in markets.markets.items()}
         self.directory = BookDirectory(by_symbol, self.config.orders_topic)
+        self._book_snapshots = BookSnapshots(self._store, by_symbol, self.metrics)
         self.consumer = OrderConsumer(
             bus,
             self.config,
             markets=by_symbol,
-            snapshots=BookSnapshots(self._store, by_symbol, self.metrics),
+            snapshots=self._book_snapshots,
             directory=self.directory,
             metrics=self.metrics,
             on_change=self._update_health,
         )
+        self._by_symbol = by_symbol
+        owner_id = f"{settings.transactional_id_prefix}-matcher-{settings.group_id}"
+        self._owner = OwnerRecord(self._store, owner_id)
+        self.handover = Handover(
+            SERVICE_NAME,
+            settings.instance or handover.default_instance(),
+            settings.standby_max_lag,
+            self._report_standby,
+        )
         servicer = MatcherServicer(self.directory)
         self.server = GrpcServer(
             service_names=[SERVICE_NAME],
-            registrars=[lambda s: matcher_pb2_grpc.add_MatcherServicer_to_server(servicer, s)],
+            registrars=[
+                lambda s: matcher_pb2_grpc.add_MatcherServicer_to_server(servicer, s),
+                handover.registrar(self.handover),
+            ],
             host=settings.host,
             port=settings.port,
             grace_seconds=settings.grace_seconds,
@@ -204,8 +233,57 @@ class MatcherService:
         return True
 
     async def run(self) -> int:
-        """Join the group, recover, match until stopped (status 0) or a fail-stop (status 1)."""
-        return await self._runner.run({"orders": self.consumer.run(), "probe": self._probe_loop()})
+        """Recover, match until stopped (status 0), a fail-stop (1) or a fence (EXIT_FENCED).
+
+        Active with no owner record: join the group (each member owns a share). Standby:
+        keep warm books until promoted, then own every partition by assignment; so does an
+        instance the owner record names (the owner restarting).
+        """
+        return await self._runner.run({"orders": self._orders_loop(), "probe": self._probe_loop()})
+
+    async def _orders_loop(self) -> NoReturn:
+        try:
+            await self._orders()
+        except BaseException as e:
+            self.handover.stopped(repr(e))
+            raise
+
+    async def _orders(self) -> NoReturn:
+        owner = await self._owner.load()
+        role = starting_role(self.settings.role, owner, self.handover.instance)
+        if role.name.lower() != self.settings.role:
+            log.warning(
+                "role overridden by owner record",
+                configured=self.settings.role,
+                role=role.name.lower(),
+                owner=owner,
+            )
+        await self.handover.begin(role)
+        if role is Role.ACTIVE and owner is None:
+            await self.consumer.run()
+        warm: dict[TopicPartition, WarmPartition] = {}
+        if role is Role.STANDBY:
+            tail = StandbyTail(
+                self._bus,
+                self.config.orders_topic,
+                self.config.group_id,
+                symbols_of=self.consumer.symbols_of,
+                snapshots=self._book_snapshots,
+                on_lag=self.handover.note_lag,
+            )
+            log.info("standing by", instance=self.handover.instance, owner=owner)
+            warm = await tail.run(self.handover.requested)
+            await self.handover.promoting()
+            log.info("taking over", instance=self.handover.instance)
+        await self.consumer.run_owner(warm, self._record_owner)
+
+    async def _record_owner(self, producer: Producer) -> None:
+        await self._owner.save(self.handover.instance, producer)
+        log.info("owner recorded", key=self._owner.key, instance=self.handover.instance)
+
+    async def _report_standby(self, name: str, serving: bool) -> None:
+        if self.server.bound_port:
+            await self.server.set_health(name, serving)
 
     async def stop(self) -> None:
         """Begin a graceful stop: `run` returns once the batch in progress has committed."""
@@ -217,6 +295,8 @@ class MatcherService:
 
     async def _probe_loop(self) -> NoReturn:
         while True:
+            if self._serving:
+                await self.consumer.heartbeat()  # a fenced instance stops here when idle
             reachable = await self.consumer.probe(within=max(self.settings.probe_seconds, 1.0))
             if reachable != self._bus_reachable:
                 self._bus_reachable = reachable
@@ -231,6 +311,8 @@ class MatcherService:
                 return
             self._serving = serving
             if serving:
+                if self.handover.role is Role.PROMOTING:
+                    await self.handover.activated()
                 self._serving_event.set()
             else:
                 self._serving_event.clear()

@@ -17,7 +17,14 @@ From C on, each `getmany` batch is one transaction per partition: apply every co
 send its events (key = symbol), save due snapshots, send the consumed offsets, commit.
 Anything the bus cannot do, a record that does not decode, a symbol outside the markets
 table: fail-stop, never skip. Revocation waits for the batch in progress to commit, then
-stops the partition's producer and drops its books.
+stops the partition's producer and drops its books. A fenced producer means another
+instance took the partition over: the matcher stops (FencedError, exit EXIT_FENCED).
+
+An instance promoted from standby (`run_owner`) owns every partition by assignment instead
+of by group membership (a hand-over, DESIGN §9): the same take-over runs for each partition,
+starting from the standby's warm books instead of the snapshots. While idle, each owned
+partition commits its offset again in a transaction of its own every few seconds (the
+heartbeat), so a fenced instance notices and stops even when no command comes.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from matcher.core import BookSnapshot, OrderBook
 from matcher.metrics import MatcherMetrics
 from matcher.service import BookDirectory
 from matcher.snapshot import BookSnapshots, replay_from
+from matcher.standby import WarmPartition
 from ordermesh.bus.base import (
     Bus,
     BusError,
@@ -48,7 +56,7 @@ from ordermesh.codec import CodecError, decode_command, encode_engine_event
 from ordermesh.events import OrderCommand
 from ordermesh.markets import Market
 from ordermesh.model import Side
-from ordermesh.runtime import FatalError
+from ordermesh.runtime import FatalError, FencedError
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +97,8 @@ class _Owned:
     taken_at: float
     since_snapshot: dict[str, int] = field(default_factory=dict)
     recovering: bool = True
+    committed: int | None = None
+    """The group's committed offset as this owner last saw or committed it (None: never)."""
 
 
 @dataclass(slots=True)
@@ -156,6 +166,11 @@ class OrderConsumer:
         )
 
     @property
+    def symbols_of(self) -> dict[int, list[str]]:
+        """The symbols of each orders partition (after `prepare`)."""
+        return self._symbols_of
+
+    @property
     def owned_partitions(self) -> list[int]:
         """The input partitions this instance owns now."""
         return sorted(tp.partition for tp in self._owned)
@@ -179,6 +194,60 @@ class OrderConsumer:
         """
         self._consumer.subscribe([self._config.orders_topic], listener=self)
         await self._consumer.start()
+        await self._match()
+
+    async def run_owner(
+        self,
+        warm: Mapping[TopicPartition, WarmPartition],
+        record_owner: Callable[[Producer], Awaitable[None]],
+    ) -> NoReturn:
+        """Own every orders partition by assignment (a hand-over), then match until stopped.
+
+        Each partition is taken over as on a group assignment (its producer first, which
+        fences the previous owner), from its warm books when the standby has them. Then
+        `record_owner` writes the owner record with the first partition's producer.
+
+        Raises:
+            FencedError: another instance took a partition over meanwhile.
+            FatalError, BusError: as `run`.
+        """
+        count = await self._bus.partitions(self._config.orders_topic)
+        partitions = [TopicPartition(self._config.orders_topic, p) for p in range(count)]
+        self._consumer.assign(partitions)
+        await self._consumer.start()
+        async with self._lock:
+            for tp in partitions:
+                self._owned[tp] = await self._take_over(tp, warm.get(tp))
+            self._metrics.owned_partitions.set(len(self._owned))
+            try:
+                await record_owner(self._owned[partitions[0]].producer)
+            except ProducerFencedError as e:
+                raise FencedError(f"fenced while taking over: {e}") from e
+            self._joined = True
+        log.info("all partitions owned by assignment", partitions=count)
+        await self._on_change()
+        await self._match()
+
+    async def heartbeat(self) -> None:
+        """Commit each owned partition's offset again, alone: fenced, this stops it.
+
+        Raises:
+            FencedError: another instance took a partition over.
+        """
+        async with self._lock:
+            for owned in list(self._owned.values()):
+                if owned.recovering or owned.committed is None:
+                    continue  # nothing committed yet: nothing to commit again
+                producer = owned.producer
+                try:
+                    await producer.begin_transaction()
+                    offsets = {owned.partition: owned.committed}
+                    await producer.send_offsets_to_transaction(offsets, self._config.group_id)
+                    await producer.commit_transaction()
+                except ProducerFencedError as e:
+                    raise _fenced(owned.partition) from e
+
+    async def _match(self) -> NoReturn:
         while True:
             records = await self._consumer.getmany(
                 timeout_ms=_POLL_MS, max_records=self._config.max_batch
@@ -255,7 +324,7 @@ class OrderConsumer:
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
         await self._on_change()
 
-    async def _take_over(self, tp: TopicPartition) -> _Owned:
+    async def _take_over(self, tp: TopicPartition, warm: WarmPartition | None = None) -> _Owned:
         taken_at = time.perf_counter()
         producer = self._bus.producer(transactional_id=self._config.transactional_id(tp.partition))
         # The producer first: starting it fences the old owner and waits for its last
@@ -263,24 +332,28 @@ class OrderConsumer:
         await producer.start()
         try:
             committed = await self._consumer.committed(tp)
-            restored = await self._snapshots.restore(self._symbols_of.get(tp.partition, ()))
-            beginning = (await self._consumer.beginning_offsets([tp]))[tp]
-            start = replay_from(tp, restored, committed, beginning, self._config.group_id)
+            if warm is None:
+                restored = await self._snapshots.restore(self._symbols_of.get(tp.partition, ()))
+                beginning = (await self._consumer.beginning_offsets([tp]))[tp]
+                start = replay_from(tp, restored, committed, beginning, self._config.group_id)
+                books, from_snapshot = restored.books, sorted(restored.from_snapshot)
+            else:
+                # The standby applied only commands below the committed offset of its time.
+                books, start, from_snapshot = warm.books, warm.next_offset, []
         except BaseException:
             await producer.stop()
             raise
         self._consumer.seek(tp, start)
         live_from = start if committed is None else committed
-        owned = _Owned(
-            tp, producer, restored.books, live_from, taken_at, dict.fromkeys(restored.books, 0)
-        )
+        owned = _Owned(tp, producer, books, live_from, taken_at, dict.fromkeys(books, 0))
+        owned.committed = committed
         log.info(
             "partition taken over",
             partition=tp.partition,
             committed_offset=committed,
             replay_from=start,
-            from_snapshot=sorted(restored.from_snapshot),
-            fresh=sorted(set(restored.books) - restored.from_snapshot),
+            from_snapshot=from_snapshot,
+            warm=warm is not None,
         )
         if start >= live_from:
             self._go_live(owned)
@@ -368,10 +441,8 @@ class OrderConsumer:
             await producer.send_offsets_to_transaction(offsets, self._config.group_id)
             await producer.commit_transaction()
         except ProducerFencedError as e:
-            raise FatalError(
-                f"the producer of {owned.partition} was fenced: another matcher instance owns"
-                " that partition now, so this one is a zombie and stops"
-            ) from e
+            raise _fenced(owned.partition) from e
+        owned.committed = records[-1].offset + 1
         self._metrics.transaction_seconds.observe(time.perf_counter() - started)
         for symbol, count in batch.commands.items():
             self._metrics.commands_applied.labels(symbol, "live").inc(count)
@@ -419,6 +490,13 @@ class OrderConsumer:
             f"{where}: a command for {command.symbol!r}, which is not in the markets table"
             f" ({', '.join(self._markets)}): the matcher and its producers disagree on markets"
         )
+
+
+def _fenced(partition: TopicPartition) -> FencedError:
+    return FencedError(
+        f"the producer of {partition} was fenced: another matcher instance owns that"
+        " partition now, so this one is a zombie and stops"
+    )
 
 
 def _by_partition(records: list[Record]) -> dict[TopicPartition, list[Record]]:

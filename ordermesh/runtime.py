@@ -27,10 +27,16 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_FATAL = 1
+EXIT_FENCED = 3
+"""Another instance took this one's transactional id over (a hand-over): it stopped serving."""
 
 
 class FatalError(Exception):
     """A state the process must not go on from; it stops and recovers on restart."""
+
+
+class FencedError(FatalError):
+    """A newer instance fenced this one's producer: it owns the state now; this one stops."""
 
 
 @dataclass
@@ -62,7 +68,7 @@ class Supervisor:
         for task, result in zip(rest, results, strict=True):
             if isinstance(result, Exception):
                 log.error("loop failed while stopping", loop=task.get_name(), error=repr(result))
-                status = EXIT_FATAL
+                status = max(status, _status_of(result))
         if self.on_stop is not None:
             await self.on_stop()
         log.info("service stopped", exit_status=status)
@@ -72,14 +78,19 @@ class Supervisor:
 _SERVER = "grpc-server"
 
 
+def _status_of(error: BaseException) -> int:
+    """EXIT_FENCED for a fenced instance, EXIT_FATAL for any other failure."""
+    return EXIT_FENCED if isinstance(error, FencedError) else EXIT_FATAL
+
+
 def _outcome(task: asyncio.Task[None]) -> int:
-    """EXIT_OK for the server ending or a cancel; EXIT_FATAL for any loop ending otherwise."""
+    """EXIT_OK for the server ending or a cancel; else EXIT_FATAL (EXIT_FENCED when fenced)."""
     if task.cancelled():
         return EXIT_OK
     error = task.exception()
     if error is not None:
         log.error("fail-stop", loop=task.get_name(), error=repr(error), exc_info=error)
-        return EXIT_FATAL
+        return _status_of(error)
     if task.get_name() != _SERVER:
         log.error("background loop ended unexpectedly", loop=task.get_name())
         return EXIT_FATAL

@@ -1,7 +1,8 @@
 """`python -m ubscore`: run one ubscore shard on Kafka until SIGTERM, or until a fail-stop.
 
 Exit status 0 after a graceful stop (a snapshot is saved on the way out), 1 after a
-fail-stop or a failed start (the next start recovers from snapshot + log), 2 for bad usage.
+fail-stop or a failed start (the next start recovers from snapshot + log), 2 for bad usage,
+3 when another instance took the shard over (fenced; a restart stands by).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Each flag can also be set by the environment variable shown; a flag wins. "
             "Exit status: 0 after SIGTERM/SIGINT (a snapshot is saved), 1 after a fail-stop "
-            "or a failed start (restart it: it recovers from snapshot + log), 2 for bad usage."
+            "or a failed start (restart it: it recovers from snapshot + log), 2 for bad usage, "
+            "3 when fenced by another instance that took the shard over (--role standby "
+            "and ordermesh.v1.Admin/Promote: python -m ordermesh.handover)."
         ),
     )
     add_arguments(parser, UBSCoreSettings)

@@ -16,18 +16,26 @@ from typing import NoReturn
 
 import structlog
 
-from ordermesh.bus.base import Bus, Producer, UnknownTopicError
+from ordermesh import handover
+from ordermesh.bus.base import (
+    Bus,
+    Producer,
+    ProducerFencedError,
+    TopicPartition,
+    UnknownTopicError,
+)
 from ordermesh.config import CommonSettings, SettingsError, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
+from ordermesh.handover import Handover, OwnerRecord, Role, starting_role
 from ordermesh.markets import MarketTable, load_markets
-from ordermesh.runtime import FatalError, Runner
+from ordermesh.runtime import FatalError, FencedError, Runner
 from ordermesh.snapshots import BusSnapshotStore, SnapshotStore
 from ordermesh.v1 import ubscore_pb2_grpc
 from ubscore.consumer import LogReader
-from ubscore.core import InvariantError, UBSCoreConfig
+from ubscore.core import ENGINE_TOPIC, InvariantError, UBSCoreConfig
 from ubscore.lifecycle import Lifecycle, LogTopics, Phase
 from ubscore.metrics import UBSCoreMetrics
-from ubscore.producer import LogWriter
+from ubscore.producer import CommitPolicy, LogWriter
 from ubscore.service import SERVICE_NAME, UBSCoreServicer
 from ubscore.snapshot import Snapshots, SnapshotSchedule
 
@@ -52,11 +60,32 @@ class UBSCoreSettings(CommonSettings):
     partitions: int = setting(4, "partitions of each topic, when ubscore has to create it")
     topic_prefix: str = setting("", "put in front of every topic name (meshes sharing a cluster)")
     grace_seconds: float = setting(10.0, "how long calls in flight may finish on shutdown")
+    role: str = setting(
+        "active",
+        "active: own the shard at once; standby: catch up from the log and wait for "
+        "ordermesh.v1.Admin/Promote (an owner record from a past hand-over overrides both)",
+    )
+    instance: str = setting("", "the name recorded as owner on promotion; the host name if empty")
+    standby_max_lag: int = setting(1_000, "a standby this many records behind or less is ready")
+    commit_linger_ms: float = setting(
+        0.0,
+        "how long a transaction waits for more records; with 0, those that arrive while one "
+        "commits form the next",
+    )
+    commit_max_records: int = setting(500, "the most records committed in one transaction")
 
     def __post_init__(self) -> None:
-        check_ranges(self, at_least_one=("snapshot_every", "partitions"))
+        check_ranges(
+            self,
+            at_least_one=("snapshot_every", "partitions", "commit_max_records"),
+            not_negative=("grace_seconds", "commit_linger_ms", "standby_max_lag"),
+        )
         if not self.host:
             raise SettingsError("host must not be empty")
+        if self.role not in handover.ROLES:
+            raise SettingsError(
+                f"role must be one of {', '.join(handover.ROLES)}, was {self.role!r}"
+            )
         try:
             self.core_config()
         except ValueError as e:
@@ -79,6 +108,19 @@ class UBSCoreSettings(CommonSettings):
         """The topic names, prefixed."""
         return LogTopics.with_prefix(self.topic_prefix)
 
+    @property
+    def transactional_id(self) -> str:
+        """The shard's transactional id: the same for every instance, so a new owner fences."""
+        return f"{self.topic_prefix}ubscore-{self.shard_index}"
+
+    def commit_policy(self) -> CommitPolicy:
+        """The group commit's linger, bound and heartbeat group."""
+        return CommitPolicy(
+            linger_seconds=self.commit_linger_ms / 1000,
+            max_records=self.commit_max_records,
+            heartbeat_group=self.transactional_id,
+        )
+
 
 class UBSCoreService:
     """One ubscore shard: gRPC server, ack path, log readers, snapshots. Built by `build`."""
@@ -96,9 +138,17 @@ class UBSCoreService:
         self.topics = settings.topics()
         self.metrics = UBSCoreMetrics()
         self._bus = bus
-        self._producer: Producer = bus.producer()
+        self._producer: Producer = bus.producer(transactional_id=settings.transactional_id)
         self._store = store or BusSnapshotStore(bus, self.topics.snapshots)
+        self._owner = OwnerRecord(self._store, settings.transactional_id)
+        self._engine_partitions: list[TopicPartition] = []
         self.lifecycle = Lifecycle(self._report_health)
+        self.handover = Handover(
+            SERVICE_NAME,
+            settings.instance or handover.default_instance(),
+            settings.standby_max_lag,
+            self._report_standby,
+        )
         self.schedule = SnapshotSchedule(settings.snapshot_every)
         self.writer = LogWriter(
             self._producer,
@@ -107,11 +157,16 @@ class UBSCoreService:
             self.metrics,
             on_confirmed=self.schedule.note,
             clock=clock,
+            policy=settings.commit_policy(),
+            heartbeat_offsets=self._engine_offsets,
         )
         servicer = UBSCoreServicer(self.writer, self.metrics)
         self.server = GrpcServer(
             service_names=[SERVICE_NAME],
-            registrars=[lambda s: ubscore_pb2_grpc.add_UBSCoreServicer_to_server(servicer, s)],
+            registrars=[
+                lambda s: ubscore_pb2_grpc.add_UBSCoreServicer_to_server(servicer, s),
+                handover.registrar(self.handover),
+            ],
             host=settings.host,
             port=settings.port,
             grace_seconds=settings.grace_seconds,
@@ -119,7 +174,7 @@ class UBSCoreService:
         self.reader = LogReader(bus, self.topics, self.lifecycle, self.metrics, self.schedule.note)
         self.snapshots = Snapshots(
             self._store,
-            self._producer,
+            None,  # the store's own idempotent producer: a snapshot is no part of a transaction
             markets,
             settings.core_config(),
             writer=self.writer,
@@ -138,7 +193,10 @@ class UBSCoreService:
         return self.server.bound_port
 
     async def start(self) -> int:
-        """Create missing topics, start the producer, metrics and gRPC (NOT_SERVING).
+        """Create missing topics, start metrics and gRPC (NOT_SERVING).
+
+        The transactional producer starts when this instance takes the shard over (`run`):
+        starting it fences the previous owner, which a standby must not do.
 
         Returns:
             The gRPC port bound.
@@ -149,7 +207,6 @@ class UBSCoreService:
         await self._create_missing_topics()
         if isinstance(self._store, BusSnapshotStore):
             await self._store.create_topic()
-        await self._producer.start()
         if self.settings.metrics_port:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
         port = await self.server.start()
@@ -184,7 +241,7 @@ class UBSCoreService:
             {
                 "log": self._log_loop(),
                 "snapshots": self.snapshots.run(),
-                "fail-stop": self.lifecycle.fail_stop(),
+                "fail-stop": self._fail_stop(),
             }
         )
 
@@ -206,6 +263,21 @@ class UBSCoreService:
         if self.server.bound_port:
             await self.server.set_serving(serving)
 
+    async def _report_standby(self, name: str, serving: bool) -> None:
+        if self.server.bound_port:
+            await self.server.set_health(name, serving)
+
+    async def _fail_stop(self) -> NoReturn:
+        try:
+            await self.lifecycle.fail_stop()
+        finally:
+            self.handover.stopped(self.lifecycle.failure or "stopped")
+
+    def _engine_offsets(self) -> dict[TopicPartition, int]:
+        """The engine offsets applied (the heartbeat transaction commits them)."""
+        core = self.writer.core
+        return {tp: core.next_offset(ENGINE_TOPIC, tp.partition) for tp in self._engine_partitions}
+
     async def _log_loop(self) -> NoReturn:
         try:
             await self._recover_and_follow()
@@ -214,8 +286,28 @@ class UBSCoreService:
             raise
 
     async def _recover_and_follow(self) -> NoReturn:
+        """Restore; as a standby, tail the log until promoted; then take over and serve."""
         started = time.perf_counter()
+        owner = await self._owner.load()
+        role = starting_role(self.settings.role, owner, self.handover.instance)
+        if role.name.lower() != self.settings.role:
+            log.warning(
+                "role overridden by owner record",
+                configured=self.settings.role,
+                role=role.name.lower(),
+                owner=owner,
+            )
+        await self.handover.begin(role)
         core = await self.snapshots.restore()
+        if role is Role.STANDBY:
+            await self.reader.replay(core)
+            self.lifecycle.stand_by()
+            log.info("standing by", instance=self.handover.instance, owner=owner)
+            await self.reader.tail(core, self.handover.requested, self.handover.note_lag)
+            await self.handover.promoting()
+            log.info("taking over", instance=self.handover.instance)
+            started = time.perf_counter()
+        await self._take_over(record_owner=role is Role.STANDBY or owner is not None)
         report = await self.reader.replay(core)
         try:
             core.finish_replay()
@@ -225,13 +317,36 @@ class UBSCoreService:
         gc.collect()
         gc.freeze()
         self.writer.attach(core)
+        self.writer.start()
         seconds = time.perf_counter() - started
         self.metrics.replayed_records.set(report.records)
         self.metrics.replay_seconds.set(seconds)
         log.info("recovered", records=report.records, seconds=round(seconds, 3))
         await self.lifecycle.go_live()
+        await self.handover.activated()
         log.info("serving", port=self.port)
         await self.reader.follow(core)
+
+    async def _take_over(self, *, record_owner: bool) -> None:
+        """Start the transactional producer (fencing the old owner), and record the owner.
+
+        Once the producer has started, the old owner's open transaction is aborted, so the
+        replay that follows reads every record it ever committed, and no more will come.
+
+        Raises:
+            FencedError: yet another instance took the shard over meanwhile.
+        """
+        engine = self.topics.engine
+        count = await self._bus.partitions(engine)
+        self._engine_partitions = [TopicPartition(engine, p) for p in range(count)]
+        await self._producer.start()
+        if record_owner:
+            try:
+                await self._owner.save(self.handover.instance, self._producer)
+            except ProducerFencedError as e:
+                self.lifecycle.fence("fenced while taking over: another instance was faster", e)
+                raise FencedError(f"fenced while taking the shard over: {e}") from e
+            log.info("owner recorded", key=self._owner.key, instance=self.handover.instance)
 
     async def _close(self) -> None:
         """Settle produces, save a last snapshot when healthy, release the clients."""
@@ -243,6 +358,7 @@ class UBSCoreService:
             if self.lifecycle.phase is Phase.LIVE:
                 await self.snapshots.take("shutdown")
         finally:
+            await self.writer.close()
             await self.reader.close()
             await self._producer.stop()
             if isinstance(self._store, BusSnapshotStore):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
@@ -139,6 +139,55 @@ class LogReader:
                 if await consumer.position(partition) >= remaining[partition]:
                     del remaining[partition]
         return applied
+
+    async def tail(
+        self,
+        core: UBSCore,
+        until: asyncio.Event,
+        on_lag: Callable[[int], Awaitable[None]],
+    ) -> None:
+        """As a standby: apply the three topics as they come (read_committed) until `until` is set.
+
+        Produces nothing. Every few seconds it measures how far behind each partition's end
+        (the last stable offset) it is and reports the sum to `on_lag`.
+
+        Raises:
+            FatalError: a record cannot be applied, or the bus failed while reading.
+        """
+        names = (self._topics.orders, self._topics.ledger, self._topics.engine)
+        consumer = await self._open(core, names)
+        try:
+            partitions = sorted(consumer.assignment())
+            for partition in partitions:
+                consumer.seek(partition, _next(core, self._topics, partition))
+            next_probe = 0.0
+            while not until.is_set():
+                try:
+                    batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_RECORDS)
+                except BusError as e:
+                    raise FatalError(f"tailing the log failed: {e}") from e
+                for record in batch:
+                    apply_record(core, self._topics, record)
+                if batch:
+                    self._on_applied(len(batch))
+                if time.monotonic() >= next_probe:
+                    await on_lag(await self._lag(consumer, partitions))
+                    next_probe = time.monotonic() + PROBE_SECONDS / 4
+        finally:
+            await self._close()
+
+    async def _lag(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> int:
+        """Records between each partition's position and its end (the last stable offset)."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                ends = await consumer.end_offsets(partitions)
+                positions = [await consumer.position(tp) for tp in partitions]
+        except (TimeoutError, BusError) as e:
+            log.warning("standby lag probe failed", error=repr(e))
+            return 2**62  # unknown: not caught up
+        return sum(
+            max(ends[tp] - position, 0) for tp, position in zip(partitions, positions, strict=True)
+        )
 
     async def follow(self, core: UBSCore) -> NoReturn:
         """Apply ordermesh.engine as it comes, forever; probe the bus every few seconds.

@@ -20,7 +20,7 @@ import structlog
 from ordermesh.bus import topics
 from ordermesh.bus.base import TopicSpec
 from ordermesh.model import OrdermeshError, RejectReason
-from ordermesh.runtime import FatalError
+from ordermesh.runtime import FatalError, FencedError
 from ordermesh.snapshots import SNAPSHOTS
 from ubscore.core import ENGINE_TOPIC, LEDGER_TOPIC, ORDERS_TOPIC
 
@@ -82,6 +82,7 @@ class Phase(enum.Enum):
     """Where the service is in its life."""
 
     RECOVERING = "recovering"
+    STANDBY = "standby"
     LIVE = "live"
     FAILED = "failed"
 
@@ -90,7 +91,7 @@ SetServing = Callable[[bool], Awaitable[None]]
 
 
 class Lifecycle:
-    """Recovering -> live -> failed; pushes SERVING/NOT_SERVING to health on every change.
+    """Recovering [-> standby] -> live -> failed; pushes SERVING/NOT_SERVING to health.
 
     Args:
         set_serving: reports health (GrpcServer.set_serving).
@@ -121,9 +122,14 @@ class Lifecycle:
         """Whether health says SERVING: live, and the bus answered its last probe."""
         return self._phase is Phase.LIVE and self._reachable
 
-    async def go_live(self) -> None:
-        """Recovery is done: accept requests (unless a failure came first)."""
+    def stand_by(self) -> None:
+        """Recovery is done but another instance owns the shard: keep refusing requests."""
         if self._phase is Phase.RECOVERING:
+            self._phase = Phase.STANDBY
+
+    async def go_live(self) -> None:
+        """Recovery (or a take-over) is done: accept requests (unless a failure came first)."""
+        if self._phase in (Phase.RECOVERING, Phase.STANDBY):
             self._phase = Phase.LIVE
             self._live.set()
         await self.report()
@@ -158,7 +164,17 @@ class Lifecycle:
             self._reported = serving
             await self._set_serving(serving)
 
-    def fail(self, reason: str, error: BaseException | None = None) -> OrdermeshError:
+    def fence(self, reason: str, error: BaseException | None = None) -> OrdermeshError:
+        """Stop as `fail` does, because another instance took over (exit EXIT_FENCED).
+
+        Returns:
+            The UNAVAILABLE refusal to answer the requests in progress with.
+        """
+        return self.fail(reason, error, fenced=True)
+
+    def fail(
+        self, reason: str, error: BaseException | None = None, *, fenced: bool = False
+    ) -> OrdermeshError:
         """Fail-stop: stop serving now, and have the fail-stop loop end the process.
 
         Only the first failure is kept; later ones are logged. Safe to call from any task.
@@ -167,7 +183,7 @@ class Lifecycle:
             The UNAVAILABLE refusal to answer the request in progress with.
         """
         if self._failure is None:
-            self._failure = FatalError(reason)
+            self._failure = FencedError(reason) if fenced else FatalError(reason)
             if error is not None:
                 self._failure.__cause__ = error
             self._phase = Phase.FAILED
@@ -182,7 +198,12 @@ class Lifecycle:
 
     def unavailable(self) -> OrdermeshError:
         """The refusal of a request the service cannot take now (UNAVAILABLE)."""
-        if self._phase is Phase.FAILED:
+        if self._phase is Phase.STANDBY:
+            message = (
+                "this ubscore instance is a standby; the shard's owner serves it: safe to "
+                "retry with the same client_order_id or reference_id"
+            )
+        elif self._phase is Phase.FAILED:
             message = (
                 f"ubscore stopped serving ({self._failure}); it restarts and recovers from its "
                 "log: safe to retry with the same client_order_id or reference_id"

@@ -3,18 +3,25 @@
 Every request runs the same steps (DESIGN §1, §2):
 1. the core checks it and changes its state in RAM at once (funds frozen or moved), so two
    concurrent requests can never spend the same funds;
-2. the command or ledger event the core returned is produced (acks=all, idempotent);
-3. the core is told the record's partition and offset (`apply_command` / `apply_ledger`),
-   which confirms it;
+2. the command or ledger event the core returned joins the next Kafka transaction of the
+   shard's transactional producer (group commit: the records of concurrent requests, and of a
+   batched request, are committed together: those queued while the previous transaction
+   committed, plus those arriving within an optional linger; at most `max_records` a
+   transaction, one transaction at a time);
+3. once that transaction commits, the core is told each record's partition and offset
+   (`apply_command` / `apply_ledger`), which confirms it;
 4. the caller is answered.
 A request naming a client_order_id or reference_id whose original is still between 2 and 3
 waits for the original's outcome: nothing is acked before the log has it.
 
 If step 2 or 3 fails, the state may hold a change the log does not (or the reverse), and
 there is no telling which: the service fail-stops (`Lifecycle.fail`) instead of rolling back,
-and the caller hears UNAVAILABLE, safe to retry with the same id once it has recovered. Steps
-2-3 run in a task of their own, so a caller that goes away (deadline, cancel) cannot cut a
-produce short.
+and the caller hears UNAVAILABLE, safe to retry with the same id once it has recovered. A
+fenced producer means another instance took the shard over (a hand-over): the service stops
+at once the same way (`Lifecycle.fence`, exit status EXIT_FENCED); the new owner answers a
+retry from the log. Steps 2-3 run in the commit loop, so a caller that goes away (deadline,
+cancel) cannot cut a transaction short. When idle, the loop commits a transaction holding only
+the engine offsets applied (a heartbeat), so a fenced instance notices within seconds.
 """
 
 from __future__ import annotations
@@ -22,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
+from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from ordermesh.bus.base import Producer
+from ordermesh.bus.base import Producer, ProducerFencedError, Record, TopicPartition
 from ordermesh.codec import encode_command, encode_ledger_event
 from ordermesh.events import CancelOrder
 from ordermesh.model import AccountId, Asset, ClientOrderId, OrderId, Symbol
@@ -35,22 +43,54 @@ from ubscore.metrics import UBSCoreMetrics
 
 Confirm = Callable[[int, int], None]
 """Tells the core the (partition, offset) the log gave a record."""
+HeartbeatOffsets = Callable[[], Mapping[TopicPartition, int]]
+"""The offsets a heartbeat transaction commits (the engine offsets applied)."""
 
 _K = TypeVar("_K", bound=Hashable)
 _ORDERS: Final = "orders"
 _LEDGER: Final = "ledger"
 
 
+@dataclass(frozen=True, slots=True)
+class CommitPolicy:
+    """How records are grouped into transactions."""
+
+    linger_seconds: float = 0.0
+    """How long the first record of a transaction waits for others to join it; with 0, the
+    records that arrive while one transaction commits form the next."""
+    max_records: int = 500
+    """The most records in one transaction."""
+    heartbeat_seconds: float = 2.0
+    """Idle this long, the loop commits a heartbeat transaction (noticing a fence)."""
+    heartbeat_group: str = ""
+    """The group the heartbeat's offsets are committed to; empty: no heartbeat."""
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """One record waiting for its transaction."""
+
+    which: str
+    topic: str
+    key: bytes
+    value: bytes
+    confirm: Confirm
+    future: asyncio.Future[None]
+    started: float
+
+
 class LogWriter:
-    """The core behind a produce-then-ack gate; the only way requests reach the core.
+    """The core behind a log-then-ack gate; the only way requests reach the core.
 
     Args:
-        producer: a started, idempotent (non-transactional) producer.
+        producer: a started transactional producer (the shard's transactional id).
         topics: where commands and ledger events go.
         lifecycle: refuses requests unless live; takes the fail-stop.
         metrics: produce latency.
         on_confirmed: told of every record the log confirmed (the snapshot schedule).
         clock: Unix nanoseconds, stamped on every command and event.
+        policy: linger, batch bound and heartbeat of the group commit.
+        heartbeat_offsets: what a heartbeat transaction commits.
     """
 
     def __init__(
@@ -62,6 +102,8 @@ class LogWriter:
         *,
         on_confirmed: Callable[[int], None],
         clock: Callable[[], int] = time.time_ns,
+        policy: CommitPolicy = CommitPolicy(),
+        heartbeat_offsets: HeartbeatOffsets = dict,
     ) -> None:
         self._producer = producer
         self._topics = topics
@@ -69,12 +111,18 @@ class LogWriter:
         self._metrics = metrics
         self._on_confirmed = on_confirmed
         self._clock = clock
+        self._policy = policy
+        self._heartbeat_offsets = heartbeat_offsets
         self._core: UBSCore | None = None
         self._orders: _InFlight[OrderId] = _InFlight()
         self._funding: _InFlight[tuple[AccountId, str]] = _InFlight()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: list[_Pending] = []
+        self._queued = asyncio.Event()
+        self._in_flight: set[asyncio.Future[None]] = set()
         self._open = asyncio.Event()
         self._open.set()
+        self._loop: asyncio.Task[None] | None = None
+        self._closing = False
 
     def attach(self, core: UBSCore) -> None:
         """Serve requests with `core` (live, recovered) from now on."""
@@ -109,9 +157,9 @@ class LogWriter:
         def confirm(partition: int, offset: int) -> None:
             core.apply_command(order, partition, offset)
 
-        task = self._spawn(_ORDERS, order.symbol, encode_command(order), confirm)
-        self._orders.track(order.order_id, task)
-        await _outcome(task)
+        logged = self._append(_ORDERS, order.symbol, encode_command(order), confirm)
+        self._orders.track(order.order_id, logged)
+        await _outcome(logged)
         return reservation
 
     async def cancel(
@@ -136,7 +184,7 @@ class LogWriter:
         def confirm(partition: int, offset: int) -> None:
             core.apply_command(command, partition, offset)
 
-        await _outcome(self._spawn(_ORDERS, command.symbol, encode_command(command), confirm))
+        await _outcome(self._append(_ORDERS, command.symbol, encode_command(command), confirm))
         return command
 
     async def deposit(
@@ -174,9 +222,9 @@ class LogWriter:
             core.apply_ledger(event, partition, offset)
 
         key = str(event.account_id)
-        task = self._spawn(_LEDGER, key, encode_ledger_event(event), confirm)
-        self._funding.track(token, task)
-        await _outcome(task)
+        logged = self._append(_LEDGER, key, encode_ledger_event(event), confirm)
+        self._funding.track(token, logged)
+        await _outcome(logged)
         return funding
 
     def balances(self, account_id: AccountId) -> tuple[Balance, ...]:
@@ -197,42 +245,125 @@ class LogWriter:
             self._lifecycle.check()
         return self.core
 
-    def _spawn(self, which: str, key: str, value: bytes, confirm: Confirm) -> asyncio.Task[None]:
+    def _append(self, which: str, key: str, value: bytes, confirm: Confirm) -> asyncio.Future[None]:
+        """Queue a record for the next transaction; the future ends when it is committed."""
+        self._lifecycle.check()  # after a failure nothing joins a transaction any more
         topic = self._topics.orders if which == _ORDERS else self._topics.ledger
-        task = asyncio.create_task(self._produce(which, topic, key.encode(), value, confirm))
-        self._tasks.add(task)
-        task.add_done_callback(self._settle)
-        return task
-
-    async def _produce(
-        self, which: str, topic: str, key: bytes, value: bytes, confirm: Confirm
-    ) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(self._settle)
+        self._in_flight.add(future)
         started = time.perf_counter()
-        try:
-            record = await self._producer.send(topic, value, key=key)
-        except Exception as e:
-            # The core holds a change the log may or may not have: fail-stop, never undo.
-            raise self._lifecycle.fail(
-                f"produce to {topic} (key {key.decode()}) failed; its outcome is unknown", e
-            ) from e
-        try:
-            confirm(record.partition, record.offset)
-        except Exception as e:
-            where = f"{topic}[{record.partition}]@{record.offset}"
-            raise self._lifecycle.fail(f"{where} is logged but the core refused it", e) from e
-        self._metrics.produce_seconds.labels(which).observe(time.perf_counter() - started)
-        self._on_confirmed(1)
+        self._queue.append(_Pending(which, topic, key.encode(), value, confirm, future, started))
+        self._queued.set()
+        return future
 
-    def _settle(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: the callers heard it, or none was left to hear it
+    def start(self) -> None:
+        """Start the commit loop (once live); it runs until `close` or a failure."""
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._commit_loop(), name="ubscore-commits")
+
+    async def close(self) -> None:
+        """Commit what is queued, then end the commit loop."""
+        self._closing = True
+        self._queued.set()
+        if self._loop is not None:
+            await asyncio.gather(self._loop, return_exceptions=True)
+
+    async def _commit_loop(self) -> None:
+        """One transaction at a time until closed; a failure is a fail-stop (or a fence).
+
+        Not a supervised loop: a graceful stop must not cancel a transaction half-way, so
+        the loop ends only once `close` asked and the queue is empty.
+        """
+        try:
+            while not (self._closing and not self._queue):
+                await self._next_transaction()
+        except Exception as e:
+            if self._lifecycle.failure is None:  # else the transaction already failed it
+                self._lifecycle.fail(f"the commit loop failed: {e!r}", e)
+            self._refuse_queued()
+
+    async def _next_transaction(self) -> None:
+        policy = self._policy
+        try:
+            async with asyncio.timeout(policy.heartbeat_seconds):
+                await self._queued.wait()
+        except TimeoutError:
+            await self._heartbeat()
+            return
+        if not self._queue:  # woken by close
+            return
+        if len(self._queue) < policy.max_records and policy.linger_seconds > 0:
+            await asyncio.sleep(policy.linger_seconds)  # the linger: let concurrent calls join
+        batch, self._queue = self._queue[: policy.max_records], self._queue[policy.max_records :]
+        if not self._queue:
+            self._queued.clear()
+        await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        producer = self._producer
+        try:
+            await producer.begin_transaction()
+            records = await _send_in_order(producer, batch)
+            await producer.commit_transaction()
+        except ProducerFencedError as e:
+            error = self._lifecycle.fence(
+                "the producer was fenced: another ubscore instance took this shard over", e
+            )
+            _refuse(batch, error)
+            raise error from e
+        except Exception as e:
+            # The core holds changes the log may or may not have: fail-stop, never undo.
+            error = self._lifecycle.fail(
+                f"a transaction of {len(batch)} records failed; its outcome is unknown", e
+            )
+            _refuse(batch, error)
+            raise error from e
+        for index, (pending, record) in enumerate(zip(batch, records, strict=True)):
+            try:
+                pending.confirm(record.partition, record.offset)
+            except Exception as e:
+                where = f"{record.topic}[{record.partition}]@{record.offset}"
+                error = self._lifecycle.fail(f"{where} is logged but the core refused it", e)
+                _refuse(batch[index:], error)
+                raise error from e
+            self._metrics.produce_seconds.labels(pending.which).observe(
+                time.perf_counter() - pending.started
+            )
+            pending.future.set_result(None)
+        self._on_confirmed(len(batch))
+
+    async def _heartbeat(self) -> None:
+        """Commit the engine offsets applied in a transaction of their own: fenced, it fails."""
+        offsets = self._heartbeat_offsets()
+        if not self._policy.heartbeat_group or not offsets:
+            return
+        producer = self._producer
+        try:
+            await producer.begin_transaction()
+            await producer.send_offsets_to_transaction(offsets, self._policy.heartbeat_group)
+            await producer.commit_transaction()
+        except ProducerFencedError as e:
+            error = self._lifecycle.fence(
+                "the producer was fenced: another ubscore instance took this shard over", e
+            )
+            raise error from e
+
+    def _refuse_queued(self) -> None:
+        queued, self._queue = self._queue, []
+        self._queued.clear()
+        _refuse(queued, self._lifecycle.unavailable())
+
+    def _settle(self, future: asyncio.Future[None]) -> None:
+        self._in_flight.discard(future)
+        if not future.cancelled():
+            future.exception()  # retrieved: the callers heard it, or none was left to hear it
 
     # -- quiescence ----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def quiesced(self) -> AsyncIterator[None]:
-        """Hold new requests back and wait until every produce settled, for the block's length.
+        """Hold new requests back and wait until every record settled, for the block's length.
 
         Inside the block no record the core issued is unconfirmed (unless one failed), so a
         snapshot may be taken. Requests that arrive meanwhile wait at the gate.
@@ -245,30 +376,54 @@ class LogWriter:
             self._open.set()
 
     async def wait_idle(self) -> None:
-        """Return once no produce is in flight (each one confirmed or failed)."""
-        while pending := {task for task in self._tasks if not task.done()}:
+        """Return once no record is waiting for its transaction (each confirmed or failed)."""
+        while pending := {future for future in self._in_flight if not future.done()}:
             await asyncio.wait(pending)
 
 
+def _refuse(batch: list[_Pending], error: BaseException) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(error)
+
+
+async def _send_in_order(producer: Producer, batch: list[_Pending]) -> list[Record]:
+    """Send every record of the batch at once; the producer appends them in call order.
+
+    The first failure is raised at once, the other sends cancelled: the transaction is lost
+    anyway, and after a fence the rest may only end at the delivery timeout.
+    """
+    sends = [asyncio.ensure_future(producer.send(p.topic, p.value, key=p.key)) for p in batch]
+    done, pending = await asyncio.wait(sends, return_when=asyncio.FIRST_EXCEPTION)
+    for send in pending:
+        send.cancel()
+    # Every failure is retrieved; the first (in call order) speaks for the transaction.
+    failures = [send.exception() for send in sends if send in done]
+    first = next((failure for failure in failures if failure is not None), None)
+    if first is not None:
+        raise first
+    return [send.result() for send in sends]
+
+
 class _InFlight(Generic[_K]):
-    """Produces in flight by the id a duplicate request would name; forgets finished ones."""
+    """Records in flight by the id a duplicate request would name; forgets finished ones."""
 
     def __init__(self) -> None:
-        self._tasks: dict[_K, asyncio.Task[None]] = {}
+        self._futures: dict[_K, asyncio.Future[None]] = {}
 
-    def track(self, token: _K, task: asyncio.Task[None]) -> None:
-        self._tasks[token] = task
-        task.add_done_callback(lambda done: self._forget(token, done))
+    def track(self, token: _K, future: asyncio.Future[None]) -> None:
+        self._futures[token] = future
+        future.add_done_callback(lambda done: self._forget(token, done))
 
-    def get(self, token: _K) -> asyncio.Task[None] | None:
-        return self._tasks.get(token)
+    def get(self, token: _K) -> asyncio.Future[None] | None:
+        return self._futures.get(token)
 
-    def _forget(self, token: _K, task: asyncio.Task[None]) -> None:
-        if self._tasks.get(token) is task:
-            del self._tasks[token]
+    def _forget(self, token: _K, future: asyncio.Future[None]) -> None:
+        if self._futures.get(token) is future:
+            del self._futures[token]
 
 
-async def _outcome(task: asyncio.Task[None] | None) -> None:
-    """Wait for a produce (if any) without letting the caller's cancel reach it."""
-    if task is not None:
-        await asyncio.shield(task)
+async def _outcome(future: asyncio.Future[None] | None) -> None:
+    """Wait for a record's transaction (if any) without letting the caller's cancel reach it."""
+    if future is not None:
+        await asyncio.shield(future)

@@ -65,7 +65,7 @@ class Snapshots:
 
     Args:
         store: where snapshots live.
-        producer: the service's producer, which the store writes with.
+        producer: the producer the store writes with; None for the store's own.
         markets: the market table the core trades.
         config: this instance's shard and window sizes; a snapshot must match them.
         writer: the ack path, quiesced while a snapshot is taken.
@@ -77,7 +77,7 @@ class Snapshots:
     def __init__(
         self,
         store: SnapshotStore,
-        producer: Producer,
+        producer: Producer | None,
         markets: MarketTable,
         config: UBSCoreConfig,
         *,
@@ -151,7 +151,10 @@ class Snapshots:
         await self._lifecycle.wait_live()
         while True:
             await self._schedule.due.wait()
-            await self.take("periodic")
+            if not await self.take("periodic"):
+                # Not live any more (a fail-stop or a fence): the process is stopping. Without
+                # the reset, a due snapshot would make this loop spin without ever yielding.
+                self._schedule.reset()
 
     async def take(self, trigger: str) -> bool:
         """Snapshot the core between two requests and save it; False if not live.

@@ -42,6 +42,8 @@ from ordermesh.bus.base import (
 )
 
 _FENCED = (ProducerFenced, InvalidProducerEpoch)
+_FAILED_STOP_SECONDS = 2.0
+"""How long a fenced or failed producer's stop may wait for aiokafka to close."""
 _CLIENT_ERRORS = (KafkaError, IllegalOperation, ConsumerStoppedError)
 
 
@@ -260,7 +262,14 @@ class KafkaProducer:
             with contextlib.suppress(TimeoutError, KafkaError):
                 async with asyncio.timeout(self._timeout):
                     await producer.abort_transaction()
-        await producer.stop()
+        if self._failure is None:
+            await producer.stop()
+            return
+        # Fenced or failed: aiokafka's stop would wait for batches still queued, which can
+        # never be delivered (or no longer matter): give it a moment, not the delivery timeout.
+        with contextlib.suppress(TimeoutError, KafkaError):
+            async with asyncio.timeout(_FAILED_STOP_SECONDS):
+                await producer.stop()
 
     async def send(
         self,

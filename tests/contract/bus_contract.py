@@ -540,6 +540,26 @@ class BusContract:
         await self.assert_quiet(reader)
 
     @pytest.mark.asyncio
+    async def test_a_fenced_producer_fails_an_offsets_only_transaction(
+        self, clients: Clients, make_topic: MakeTopic
+    ) -> None:
+        # What an idle owner commits to notice a hand-over: offsets only, no record.
+        topic = await make_topic(1)
+        transactional_id = unique("idle")
+        group = unique("owner-group")
+        owner = await clients.producer(transactional_id)
+
+        async def heartbeat() -> None:
+            await owner.begin_transaction()
+            await owner.send_offsets_to_transaction({TopicPartition(topic, 0): 0}, group)
+            await owner.commit_transaction()
+
+        await heartbeat()
+        await clients.producer(transactional_id)  # the new owner fences it
+        with pytest.raises(ProducerFencedError):
+            await heartbeat()
+
+    @pytest.mark.asyncio
     async def test_stop_aborts_an_open_transaction(
         self, clients: Clients, make_topic: MakeTopic
     ) -> None:

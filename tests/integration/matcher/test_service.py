@@ -23,7 +23,7 @@ from ordermesh.codec import decode_engine_event
 from ordermesh.events import OrderAccepted, OrderDone, TradeExecuted
 from ordermesh.grpcx.errors import reason_of
 from ordermesh.model import OrderStatus, RejectReason, Side, Symbol
-from ordermesh.runtime import EXIT_FATAL
+from ordermesh.runtime import EXIT_FATAL, EXIT_FENCED
 from ordermesh.snapshots import SNAPSHOTS, BusSnapshotStore
 from ordermesh.v1 import matcher_pb2 as pb
 from tests.integration.matcher.harness import (
@@ -351,7 +351,7 @@ async def test_a_matcher_whose_producer_is_fenced_stops_as_a_zombie(
         await usurper.start()
         try:
             await produce(bus, orders_topic(prefix), [limit(1, Side.BUY, usdt(99), btc("0.1"))])
-            assert await asyncio.wait_for(asyncio.shield(task), DEADLINE_SECONDS) == EXIT_FATAL
+            assert await asyncio.wait_for(asyncio.shield(task), DEADLINE_SECONDS) == EXIT_FENCED
         finally:
             await usurper.stop()
     assert btc_partition not in await committed_offsets(bus, config.group_id, orders_topic(prefix))

@@ -1,7 +1,7 @@
 """Fail-stop when a produce's outcome is unknown, and the ack path's waits around it.
 
 The bus is the in-memory one behind a producer fake that can hold a send, fail it with
-ProduceOutcomeUnknownError, or fail it after the record reached the log (the case that
+ProduceOutcomeUnknownError, or fail a transaction's commit after it committed (the case that
 makes rolling back a reservation wrong). Everything else is real: gRPC, the supervisor.
 """
 
@@ -65,7 +65,8 @@ class FlakyProducer:
         self.hold: asyncio.Event | None = None
         self.held = asyncio.Event()
         self.fail: str | None = None
-        """None: forward; "lost": raise without writing; "written": write, then raise."""
+        """None: forward; "lost": a send raises without writing; "committed": a commit
+        commits, then raises."""
 
     async def start(self) -> None:
         await self.inner.start()
@@ -87,10 +88,7 @@ class FlakyProducer:
             await self.hold.wait()
         if self.fail == "lost":
             raise ProduceOutcomeUnknownError(f"send to {topic}: no acknowledgement (fake)")
-        record = await self.inner.send(topic, value, key=key, headers=headers, partition=partition)
-        if self.fail == "written":
-            raise ProduceOutcomeUnknownError(f"send to {topic}: connection lost after write")
-        return record
+        return await self.inner.send(topic, value, key=key, headers=headers, partition=partition)
 
     async def begin_transaction(self) -> None:
         await self.inner.begin_transaction()
@@ -102,6 +100,8 @@ class FlakyProducer:
 
     async def commit_transaction(self) -> None:
         await self.inner.commit_transaction()
+        if self.fail == "committed":
+            raise ProduceOutcomeUnknownError("commit: connection lost after the commit")
 
     async def abort_transaction(self) -> None:
         await self.inner.abort_transaction()
@@ -156,8 +156,8 @@ class UnreachableConsumer:
 
 
 class FlakyBus:
-    """A MemoryBus whose plain producers are `FlakyProducer`s (the last one is `flaky`), and
-    whose consumers cannot get end offsets while `unreachable`."""
+    """A MemoryBus whose transactional producers are `FlakyProducer`s (the last one is
+    `flaky`), and whose consumers cannot get end offsets while `unreachable`."""
 
     def __init__(self, inner: MemoryBus) -> None:
         self.inner = inner
@@ -165,9 +165,10 @@ class FlakyBus:
         self.unreachable = False
 
     def producer(self, *, transactional_id: str | None = None) -> Producer:
-        if transactional_id is not None:
-            return self.inner.producer(transactional_id=transactional_id)
-        self.flaky = FlakyProducer(self.inner.producer())
+        inner = self.inner.producer(transactional_id=transactional_id)
+        if transactional_id is None:
+            return inner  # the snapshot store's own
+        self.flaky = FlakyProducer(inner)
         return self.flaky
 
     def consumer(
@@ -219,7 +220,7 @@ class CountingClock:
         return next(self._ticks)
 
 
-@pytest.mark.parametrize("outcome", ["lost", "written"])
+@pytest.mark.parametrize("outcome", ["lost", "committed"])
 async def test_an_unknown_produce_outcome_fails_the_call_and_stops_the_service(
     prefix: str, outcome: str
 ) -> None:
@@ -247,7 +248,7 @@ async def test_an_unknown_produce_outcome_fails_the_call_and_stops_the_service(
 
     # The restart rebuilds from the log; a retry with the same id never makes a second order.
     async with running(memory, prefix) as restarted:
-        in_log = outcome == "written"
+        in_log = outcome == "committed"
         frozen = NOTIONAL if in_log else 0
         assert await balances(restarted.stub, 1) == {"USDT": (10 * USDT_UNIT - frozen, frozen)}
         retry = await restarted.stub.Reserve(limit_order(1, BUY, "o-1"))
