@@ -1,8 +1,10 @@
 """Order entry and funding: PlaceOrder and CancelOrder (ACK or RESULT), Deposit, Withdraw.
 
-PlaceOrder goes to ubscore's Reserve, with the account of the caller's key. ACK answers
-once ubscore has frozen the funds and logged the order (status PENDING_NEW). RESULT waits
-for the matcher's first outcome, read from ordermesh.engine by the engine tail: the order
+PlaceOrder goes to ubscore's Reserve, with the account of the caller's key; concurrent
+orders (unary calls and OrderEntry streams alike) share ReserveBatch calls, each order
+answered as its own Reserve would be (`Upstreams.reserve`). ACK answers once ubscore has
+frozen the funds and logged the order (status PENDING_NEW). RESULT waits for the
+matcher's first outcome, read from ordermesh.engine by the engine tail: the order
 rested (NEW, or PARTIALLY_FILLED with the fills it took on the way), filled (FILLED),
 or ended by its own terms (EXPIRED, REJECTED, with the reason). If that does not come
 within the RESULT deadline, the answer is the ACK one (PENDING_NEW) rather than an error:
@@ -135,11 +137,8 @@ class OrderDesk:
     async def _reserve(
         self, request: ubscore_pb2.UBSCoreReserveRequest, deadline: Deadline
     ) -> ubscore_pb2.UBSCoreReserveResponse:
-        ubscore = self._upstream.ubscore
         try:
-            return await self._upstream.call(
-                "ubscore", ubscore.Reserve, request, within=deadline.remaining()
-            )
+            return await self._upstream.reserve(request, within=deadline.remaining())
         except UpstreamError as e:
             self._metrics.orders.labels("refused", e.reason).inc()
             raise

@@ -29,6 +29,7 @@ from ordermesh.model import (
     TimeInForce,
 )
 from ordermesh.v1 import common_pb2, ubscore_pb2, ubscore_pb2_grpc
+from ubscore import batch
 from ubscore.core import Balance, ReserveRequest
 from ubscore.core.rules import check_account
 from ubscore.metrics import UBSCoreMetrics
@@ -151,6 +152,16 @@ class UBSCoreServicer(ubscore_pb2_grpc.UBSCoreServicer):
             )
 
         return await self._answer("reserve", context, work, _duplicate_or_accepted)
+
+    async def ReserveBatch(
+        self, request: ubscore_pb2.UBSCoreReserveBatchRequest, context: Context
+    ) -> ubscore_pb2.UBSCoreReserveBatchResponse:
+        """Reserve for each request of the batch, each answered as Reserve would (ubscore.batch)."""
+        return await self._answer(
+            "reserve_batch",
+            context,
+            lambda: batch.reserve_all(self._writer, self._metrics, request, reserve_request),
+        )
 
     async def Cancel(
         self, request: ubscore_pb2.UBSCoreCancelRequest, context: Context

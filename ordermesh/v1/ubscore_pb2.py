@@ -26,7 +26,7 @@ from ordermesh.v1 import common_pb2 as ordermesh_dot_v1_dot_common__pb2
 from ordermesh.v1 import events_pb2 as ordermesh_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aordermesh/v1/ubscore.proto\x12\x0cordermesh.v1\x1a\x19ordermesh/v1/common.proto\x1a\x19ordermesh/v1/events.proto\"B\n\x0e\x41\x63\x63ountBalance\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x03\"\xe3\x02\n\x15UBSCoreReserveRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12 \n\x04side\x18\x03 \x01(\x0e\x32\x12.ordermesh.v1.Side\x12+\n\norder_type\x18\x04 \x01(\x0e\x32\x17.ordermesh.v1.OrderType\x12\x30\n\rtime_in_force\x18\x05 \x01(\x0e\x32\x19.ordermesh.v1.TimeInForce\x12\r\n\x05price\x18\x06 \x01(\x03\x12\x10\n\x08quantity\x18\x07 \x01(\x03\x12\x16\n\x0equote_quantity\x18\x08 \x01(\x03\x12\x17\n\x0f\x63lient_order_id\x18\t \x01(\t\x12\x11\n\tpost_only\x18\n \x01(\x08\x12@\n\x15self_trade_prevention\x18\x0b \x01(\x0e\x32!.ordermesh.v1.SelfTradePrevention\"\x9d\x01\n\x16UBSCoreReserveResponse\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x14\n\x0ctimestamp_ns\x18\x04 \x01(\x03\x12\x16\n\x0ereserved_asset\x18\x05 \x01(\t\x12\x17\n\x0freserved_amount\x18\x06 \x01(\x03\"e\n\x14UBSCoreCancelRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x04 \x01(\t\"B\n\x15UBSCoreCancelResponse\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\"`\n\x15UBSCoreDepositRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12\r\n\x05\x61sset\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x14\n\x0creference_id\x18\x04 \x01(\t\"Z\n\x16UBSCoreDepositResponse\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.ordermesh.v1.AccountBalance\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"a\n\x16UBSCoreWithdrawRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12\r\n\x05\x61sset\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x14\n\x0creference_id\x18\x04 \x01(\t\"[\n\x17UBSCoreWithdrawResponse\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.ordermesh.v1.AccountBalance\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"/\n\x19UBSCoreGetBalancesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\"L\n\x1aUBSCoreGetBalancesResponse\x12.\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x1c.ordermesh.v1.AccountBalance\"\xf5\x03\n\x0fUBSCoreSnapshot\x12\x13\n\x0bshard_index\x18\x01 \x01(\r\x12\x13\n\x0bshard_count\x18\x02 \x01(\r\x12\x14\n\x0corder_window\x18\x03 \x01(\r\x12\x16\n\x0e\x66unding_window\x18\x04 \x01(\r\x12\x1a\n\x12next_order_counter\x18\x05 \x01(\x04\x12\x36\n\x08\x61\x63\x63ounts\x18\x06 \x03(\x0b\x32$.ordermesh.v1.UBSCoreAccountSnapshot\x12\x33\n\x0bopen_orders\x18\x07 \x03(\x0b\x32\x1e.ordermesh.v1.UBSCoreOpenOrder\x12\x31\n\rrecent_orders\x18\x08 \x03(\x0b\x32\x1a.ordermesh.v1.OrderCommand\x12\x31\n\x0erecent_funding\x18\t \x03(\x0b\x32\x19.ordermesh.v1.LedgerEvent\x12\x30\n\x06supply\x18\n \x03(\x0b\x32 .ordermesh.v1.UBSCoreAssetSupply\x12\x31\n\x07offsets\x18\x0b \x03(\x0b\x32 .ordermesh.v1.UBSCoreTopicOffset\x12\x36\n\tsequences\x18\x0c \x03(\x0b\x32#.ordermesh.v1.UBSCoreSymbolSequence\"\\\n\x16UBSCoreAccountSnapshot\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12.\n\x08\x62\x61lances\x18\x02 \x03(\x0b\x32\x1c.ordermesh.v1.AccountBalance\"h\n\x10UBSCoreOpenOrder\x12)\n\x05order\x18\x01 \x01(\x0b\x32\x1a.ordermesh.v1.OrderCommand\x12\x16\n\x0ereserved_asset\x18\x02 \x01(\t\x12\x11\n\tremaining\x18\x03 \x01(\x03\"3\n\x12UBSCoreAssetSupply\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\"F\n\x12UBSCoreTopicOffset\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"9\n\x15UBSCoreSymbolSequence\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x32\xc3\x03\n\x07UBSCore\x12T\n\x07Reserve\x12#.ordermesh.v1.UBSCoreReserveRequest\x1a$.ordermesh.v1.UBSCoreReserveResponse\x12Q\n\x06\x43\x61ncel\x12\".ordermesh.v1.UBSCoreCancelRequest\x1a#.ordermesh.v1.UBSCoreCancelResponse\x12T\n\x07\x44\x65posit\x12#.ordermesh.v1.UBSCoreDepositRequest\x1a$.ordermesh.v1.UBSCoreDepositResponse\x12W\n\x08Withdraw\x12$.ordermesh.v1.UBSCoreWithdrawRequest\x1a%.ordermesh.v1.UBSCoreWithdrawResponse\x12`\n\x0bGetBalances\x12\'.ordermesh.v1.UBSCoreGetBalancesRequest\x1a(.ordermesh.v1.UBSCoreGetBalancesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aordermesh/v1/ubscore.proto\x12\x0cordermesh.v1\x1a\x19ordermesh/v1/common.proto\x1a\x19ordermesh/v1/events.proto\"B\n\x0e\x41\x63\x63ountBalance\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x03\"\xe3\x02\n\x15UBSCoreReserveRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12 \n\x04side\x18\x03 \x01(\x0e\x32\x12.ordermesh.v1.Side\x12+\n\norder_type\x18\x04 \x01(\x0e\x32\x17.ordermesh.v1.OrderType\x12\x30\n\rtime_in_force\x18\x05 \x01(\x0e\x32\x19.ordermesh.v1.TimeInForce\x12\r\n\x05price\x18\x06 \x01(\x03\x12\x10\n\x08quantity\x18\x07 \x01(\x03\x12\x16\n\x0equote_quantity\x18\x08 \x01(\x03\x12\x17\n\x0f\x63lient_order_id\x18\t \x01(\t\x12\x11\n\tpost_only\x18\n \x01(\x08\x12@\n\x15self_trade_prevention\x18\x0b \x01(\x0e\x32!.ordermesh.v1.SelfTradePrevention\"\x9d\x01\n\x16UBSCoreReserveResponse\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x14\n\x0ctimestamp_ns\x18\x04 \x01(\x03\x12\x16\n\x0ereserved_asset\x18\x05 \x01(\t\x12\x17\n\x0freserved_amount\x18\x06 \x01(\x03\"S\n\x1aUBSCoreReserveBatchRequest\x12\x35\n\x08requests\x18\x01 \x03(\x0b\x32#.ordermesh.v1.UBSCoreReserveRequest\"R\n\x1bUBSCoreReserveBatchResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".ordermesh.v1.UBSCoreReserveResult\"l\n\x14UBSCoreReserveResult\x12\x38\n\x08reserved\x18\x01 \x01(\x0b\x32$.ordermesh.v1.UBSCoreReserveResponseH\x00\x12\x10\n\x06status\x18\x02 \x01(\x0cH\x00\x42\x08\n\x06result\"e\n\x14UBSCoreCancelRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x04 \x01(\t\"B\n\x15UBSCoreCancelResponse\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\"`\n\x15UBSCoreDepositRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12\r\n\x05\x61sset\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x14\n\x0creference_id\x18\x04 \x01(\t\"Z\n\x16UBSCoreDepositResponse\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.ordermesh.v1.AccountBalance\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"a\n\x16UBSCoreWithdrawRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12\r\n\x05\x61sset\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x14\n\x0creference_id\x18\x04 \x01(\t\"[\n\x17UBSCoreWithdrawResponse\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.ordermesh.v1.AccountBalance\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"/\n\x19UBSCoreGetBalancesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x04\"L\n\x1aUBSCoreGetBalancesResponse\x12.\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x1c.ordermesh.v1.AccountBalance\"\xf5\x03\n\x0fUBSCoreSnapshot\x12\x13\n\x0bshard_index\x18\x01 \x01(\r\x12\x13\n\x0bshard_count\x18\x02 \x01(\r\x12\x14\n\x0corder_window\x18\x03 \x01(\r\x12\x16\n\x0e\x66unding_window\x18\x04 \x01(\r\x12\x1a\n\x12next_order_counter\x18\x05 \x01(\x04\x12\x36\n\x08\x61\x63\x63ounts\x18\x06 \x03(\x0b\x32$.ordermesh.v1.UBSCoreAccountSnapshot\x12\x33\n\x0bopen_orders\x18\x07 \x03(\x0b\x32\x1e.ordermesh.v1.UBSCoreOpenOrder\x12\x31\n\rrecent_orders\x18\x08 \x03(\x0b\x32\x1a.ordermesh.v1.OrderCommand\x12\x31\n\x0erecent_funding\x18\t \x03(\x0b\x32\x19.ordermesh.v1.LedgerEvent\x12\x30\n\x06supply\x18\n \x03(\x0b\x32 .ordermesh.v1.UBSCoreAssetSupply\x12\x31\n\x07offsets\x18\x0b \x03(\x0b\x32 .ordermesh.v1.UBSCoreTopicOffset\x12\x36\n\tsequences\x18\x0c \x03(\x0b\x32#.ordermesh.v1.UBSCoreSymbolSequence\"\\\n\x16UBSCoreAccountSnapshot\x12\x12\n\naccount_id\x18\x01 \x01(\x04\x12.\n\x08\x62\x61lances\x18\x02 \x03(\x0b\x32\x1c.ordermesh.v1.AccountBalance\"h\n\x10UBSCoreOpenOrder\x12)\n\x05order\x18\x01 \x01(\x0b\x32\x1a.ordermesh.v1.OrderCommand\x12\x16\n\x0ereserved_asset\x18\x02 \x01(\t\x12\x11\n\tremaining\x18\x03 \x01(\x03\"3\n\x12UBSCoreAssetSupply\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\"F\n\x12UBSCoreTopicOffset\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"9\n\x15UBSCoreSymbolSequence\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x32\xa8\x04\n\x07UBSCore\x12T\n\x07Reserve\x12#.ordermesh.v1.UBSCoreReserveRequest\x1a$.ordermesh.v1.UBSCoreReserveResponse\x12\x63\n\x0cReserveBatch\x12(.ordermesh.v1.UBSCoreReserveBatchRequest\x1a).ordermesh.v1.UBSCoreReserveBatchResponse\x12Q\n\x06\x43\x61ncel\x12\".ordermesh.v1.UBSCoreCancelRequest\x1a#.ordermesh.v1.UBSCoreCancelResponse\x12T\n\x07\x44\x65posit\x12#.ordermesh.v1.UBSCoreDepositRequest\x1a$.ordermesh.v1.UBSCoreDepositResponse\x12W\n\x08Withdraw\x12$.ordermesh.v1.UBSCoreWithdrawRequest\x1a%.ordermesh.v1.UBSCoreWithdrawResponse\x12`\n\x0bGetBalances\x12\'.ordermesh.v1.UBSCoreGetBalancesRequest\x1a(.ordermesh.v1.UBSCoreGetBalancesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,34 +39,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UBSCORERESERVEREQUEST']._serialized_end=522
   _globals['_UBSCORERESERVERESPONSE']._serialized_start=525
   _globals['_UBSCORERESERVERESPONSE']._serialized_end=682
-  _globals['_UBSCORECANCELREQUEST']._serialized_start=684
-  _globals['_UBSCORECANCELREQUEST']._serialized_end=785
-  _globals['_UBSCORECANCELRESPONSE']._serialized_start=787
-  _globals['_UBSCORECANCELRESPONSE']._serialized_end=853
-  _globals['_UBSCOREDEPOSITREQUEST']._serialized_start=855
-  _globals['_UBSCOREDEPOSITREQUEST']._serialized_end=951
-  _globals['_UBSCOREDEPOSITRESPONSE']._serialized_start=953
-  _globals['_UBSCOREDEPOSITRESPONSE']._serialized_end=1043
-  _globals['_UBSCOREWITHDRAWREQUEST']._serialized_start=1045
-  _globals['_UBSCOREWITHDRAWREQUEST']._serialized_end=1142
-  _globals['_UBSCOREWITHDRAWRESPONSE']._serialized_start=1144
-  _globals['_UBSCOREWITHDRAWRESPONSE']._serialized_end=1235
-  _globals['_UBSCOREGETBALANCESREQUEST']._serialized_start=1237
-  _globals['_UBSCOREGETBALANCESREQUEST']._serialized_end=1284
-  _globals['_UBSCOREGETBALANCESRESPONSE']._serialized_start=1286
-  _globals['_UBSCOREGETBALANCESRESPONSE']._serialized_end=1362
-  _globals['_UBSCORESNAPSHOT']._serialized_start=1365
-  _globals['_UBSCORESNAPSHOT']._serialized_end=1866
-  _globals['_UBSCOREACCOUNTSNAPSHOT']._serialized_start=1868
-  _globals['_UBSCOREACCOUNTSNAPSHOT']._serialized_end=1960
-  _globals['_UBSCOREOPENORDER']._serialized_start=1962
-  _globals['_UBSCOREOPENORDER']._serialized_end=2066
-  _globals['_UBSCOREASSETSUPPLY']._serialized_start=2068
-  _globals['_UBSCOREASSETSUPPLY']._serialized_end=2119
-  _globals['_UBSCORETOPICOFFSET']._serialized_start=2121
-  _globals['_UBSCORETOPICOFFSET']._serialized_end=2191
-  _globals['_UBSCORESYMBOLSEQUENCE']._serialized_start=2193
-  _globals['_UBSCORESYMBOLSEQUENCE']._serialized_end=2250
-  _globals['_UBSCORE']._serialized_start=2253
-  _globals['_UBSCORE']._serialized_end=2704
+  _globals['_UBSCORERESERVEBATCHREQUEST']._serialized_start=684
+  _globals['_UBSCORERESERVEBATCHREQUEST']._serialized_end=767
+  _globals['_UBSCORERESERVEBATCHRESPONSE']._serialized_start=769
+  _globals['_UBSCORERESERVEBATCHRESPONSE']._serialized_end=851
+  _globals['_UBSCORERESERVERESULT']._serialized_start=853
+  _globals['_UBSCORERESERVERESULT']._serialized_end=961
+  _globals['_UBSCORECANCELREQUEST']._serialized_start=963
+  _globals['_UBSCORECANCELREQUEST']._serialized_end=1064
+  _globals['_UBSCORECANCELRESPONSE']._serialized_start=1066
+  _globals['_UBSCORECANCELRESPONSE']._serialized_end=1132
+  _globals['_UBSCOREDEPOSITREQUEST']._serialized_start=1134
+  _globals['_UBSCOREDEPOSITREQUEST']._serialized_end=1230
+  _globals['_UBSCOREDEPOSITRESPONSE']._serialized_start=1232
+  _globals['_UBSCOREDEPOSITRESPONSE']._serialized_end=1322
+  _globals['_UBSCOREWITHDRAWREQUEST']._serialized_start=1324
+  _globals['_UBSCOREWITHDRAWREQUEST']._serialized_end=1421
+  _globals['_UBSCOREWITHDRAWRESPONSE']._serialized_start=1423
+  _globals['_UBSCOREWITHDRAWRESPONSE']._serialized_end=1514
+  _globals['_UBSCOREGETBALANCESREQUEST']._serialized_start=1516
+  _globals['_UBSCOREGETBALANCESREQUEST']._serialized_end=1563
+  _globals['_UBSCOREGETBALANCESRESPONSE']._serialized_start=1565
+  _globals['_UBSCOREGETBALANCESRESPONSE']._serialized_end=1641
+  _globals['_UBSCORESNAPSHOT']._serialized_start=1644
+  _globals['_UBSCORESNAPSHOT']._serialized_end=2145
+  _globals['_UBSCOREACCOUNTSNAPSHOT']._serialized_start=2147
+  _globals['_UBSCOREACCOUNTSNAPSHOT']._serialized_end=2239
+  _globals['_UBSCOREOPENORDER']._serialized_start=2241
+  _globals['_UBSCOREOPENORDER']._serialized_end=2345
+  _globals['_UBSCOREASSETSUPPLY']._serialized_start=2347
+  _globals['_UBSCOREASSETSUPPLY']._serialized_end=2398
+  _globals['_UBSCORETOPICOFFSET']._serialized_start=2400
+  _globals['_UBSCORETOPICOFFSET']._serialized_end=2470
+  _globals['_UBSCORESYMBOLSEQUENCE']._serialized_start=2472
+  _globals['_UBSCORESYMBOLSEQUENCE']._serialized_end=2529
+  _globals['_UBSCORE']._serialized_start=2532
+  _globals['_UBSCORE']._serialized_end=3084
 # @@protoc_insertion_point(module_scope)

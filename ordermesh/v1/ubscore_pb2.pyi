@@ -133,6 +133,78 @@ class UBSCoreReserveResponse(_message.Message):
 Global___UBSCoreReserveResponse: _TypeAlias = UBSCoreReserveResponse  # noqa: Y015
 
 @_typing.final
+class UBSCoreReserveBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___UBSCoreReserveRequest]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___UBSCoreReserveRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UBSCoreReserveBatchRequest: _TypeAlias = UBSCoreReserveBatchRequest  # noqa: Y015
+
+@_typing.final
+class UBSCoreReserveBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___UBSCoreReserveResult]:
+        """One per request, in the same order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___UBSCoreReserveResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UBSCoreReserveBatchResponse: _TypeAlias = UBSCoreReserveBatchResponse  # noqa: Y015
+
+@_typing.final
+class UBSCoreReserveResult(_message.Message):
+    """What Reserve answered for one request of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: _builtins.bytes
+    """The refusal: a serialized google.rpc.Status with its google.rpc.ErrorInfo, the bytes a
+    unary Reserve ends with in its grpc-status-details-bin trailer.
+    """
+    @_builtins.property
+    def reserved(self) -> Global___UBSCoreReserveResponse: ...
+    def __init__(
+        self,
+        *,
+        reserved: Global___UBSCoreReserveResponse | None = ...,
+        status: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reserved", b"reserved", "result", b"result", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reserved", b"reserved", "result", b"result", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["reserved", "status"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___UBSCoreReserveResult: _TypeAlias = UBSCoreReserveResult  # noqa: Y015
+
+@_typing.final
 class UBSCoreCancelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -41,6 +41,11 @@ class UBSCoreStub:
                 request_serializer=ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveRequest.SerializeToString,
                 response_deserializer=ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveResponse.FromString,
                 _registered_method=True)
+        self.ReserveBatch = channel.unary_unary(
+                '/ordermesh.v1.UBSCore/ReserveBatch',
+                request_serializer=ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveBatchRequest.SerializeToString,
+                response_deserializer=ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveBatchResponse.FromString,
+                _registered_method=True)
         self.Cancel = channel.unary_unary(
                 '/ordermesh.v1.UBSCore/Cancel',
                 request_serializer=ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreCancelRequest.SerializeToString,
@@ -70,6 +75,17 @@ class UBSCoreServicer:
 
     def Reserve(self, request, context):
         """Validate, dedup by (account, client_order_id), freeze funds, log the order, then ack.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReserveBatch(self, request, context):
+        """Reserve for many orders in one call (a gateway coalesces its concurrent orders). Each
+        request gets its own answer, in the request's position, and it is the answer Reserve
+        would have given it alone: the same dedup, refusals and ack only once the log has it.
+        The call fails as a whole only when it could not be carried out at all (UNAVAILABLE,
+        DEADLINE_EXCEEDED, INVALID_ARGUMENT for more than 4096 requests).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +127,11 @@ def add_UBSCoreServicer_to_server(servicer, server):
                     servicer.Reserve,
                     request_deserializer=ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveRequest.FromString,
                     response_serializer=ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveResponse.SerializeToString,
+            ),
+            'ReserveBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveBatch,
+                    request_deserializer=ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveBatchRequest.FromString,
+                    response_serializer=ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveBatchResponse.SerializeToString,
             ),
             'Cancel': grpc.unary_unary_rpc_method_handler(
                     servicer.Cancel,
@@ -162,6 +183,33 @@ class UBSCore:
             '/ordermesh.v1.UBSCore/Reserve',
             ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveRequest.SerializeToString,
             ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ordermesh.v1.UBSCore/ReserveBatch',
+            ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveBatchRequest.SerializeToString,
+            ordermesh_dot_v1_dot_ubscore__pb2.UBSCoreReserveBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,13 @@ class UBSCoreStub:
     def __new__(cls, channel: _aio.Channel) -> UBSCoreAsyncStub: ...
     Reserve: _grpc.UnaryUnaryMultiCallable[_ubscore_pb2.UBSCoreReserveRequest, _ubscore_pb2.UBSCoreReserveResponse]
     """Validate, dedup by (account, client_order_id), freeze funds, log the order, then ack."""
+    ReserveBatch: _grpc.UnaryUnaryMultiCallable[_ubscore_pb2.UBSCoreReserveBatchRequest, _ubscore_pb2.UBSCoreReserveBatchResponse]
+    """Reserve for many orders in one call (a gateway coalesces its concurrent orders). Each
+    request gets its own answer, in the request's position, and it is the answer Reserve
+    would have given it alone: the same dedup, refusals and ack only once the log has it.
+    The call fails as a whole only when it could not be carried out at all (UNAVAILABLE,
+    DEADLINE_EXCEEDED, INVALID_ARGUMENT for more than 4096 requests).
+    """
     Cancel: _grpc.UnaryUnaryMultiCallable[_ubscore_pb2.UBSCoreCancelRequest, _ubscore_pb2.UBSCoreCancelResponse]
     """Log a cancel for an order of the caller's account. Acks that the cancel is in the log,
     not that the order is canceled.
@@ -57,6 +64,13 @@ class UBSCoreAsyncStub(UBSCoreStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Reserve: _aio.UnaryUnaryMultiCallable[_ubscore_pb2.UBSCoreReserveRequest, _ubscore_pb2.UBSCoreReserveResponse]  # type: ignore[assignment]
     """Validate, dedup by (account, client_order_id), freeze funds, log the order, then ack."""
+    ReserveBatch: _aio.UnaryUnaryMultiCallable[_ubscore_pb2.UBSCoreReserveBatchRequest, _ubscore_pb2.UBSCoreReserveBatchResponse]  # type: ignore[assignment]
+    """Reserve for many orders in one call (a gateway coalesces its concurrent orders). Each
+    request gets its own answer, in the request's position, and it is the answer Reserve
+    would have given it alone: the same dedup, refusals and ack only once the log has it.
+    The call fails as a whole only when it could not be carried out at all (UNAVAILABLE,
+    DEADLINE_EXCEEDED, INVALID_ARGUMENT for more than 4096 requests).
+    """
     Cancel: _aio.UnaryUnaryMultiCallable[_ubscore_pb2.UBSCoreCancelRequest, _ubscore_pb2.UBSCoreCancelResponse]  # type: ignore[assignment]
     """Log a cancel for an order of the caller's account. Acks that the cancel is in the log,
     not that the order is canceled.
@@ -80,6 +94,19 @@ class UBSCoreServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ubscore_pb2.UBSCoreReserveResponse, _abc.Awaitable[_ubscore_pb2.UBSCoreReserveResponse]]:
         """Validate, dedup by (account, client_order_id), freeze funds, log the order, then ack."""
+
+    @_abc_1.abstractmethod
+    def ReserveBatch(
+        self,
+        request: _ubscore_pb2.UBSCoreReserveBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ubscore_pb2.UBSCoreReserveBatchResponse, _abc.Awaitable[_ubscore_pb2.UBSCoreReserveBatchResponse]]:
+        """Reserve for many orders in one call (a gateway coalesces its concurrent orders). Each
+        request gets its own answer, in the request's position, and it is the answer Reserve
+        would have given it alone: the same dedup, refusals and ack only once the log has it.
+        The call fails as a whole only when it could not be carried out at all (UNAVAILABLE,
+        DEADLINE_EXCEEDED, INVALID_ARGUMENT for more than 4096 requests).
+        """
 
     @_abc_1.abstractmethod
     def Cancel(
