@@ -41,6 +41,10 @@ from ordermesh.v1 import gateway_pb2_grpc
 log = structlog.get_logger(__name__)
 
 _ADDRESS: Final = re.compile(r"\S+:[0-9]{1,5}")
+DEFAULT_RATE_PER_SECOND: Final = 50.0
+"""Gateway calls per second an account may make on average, unless configured."""
+DEFAULT_BURST: Final = 100
+"""Gateway calls an account may make at once, above its rate, unless configured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +61,10 @@ class GatewaySettings(CommonSettings):
     api_keys: str = setting(
         "", "TOML file of API keys ([[keys]] with key_sha256 or key, account_id, role); required"
     )
-    rate_per_second: float = setting(50.0, "calls per second each account may make on average")
-    burst: int = setting(100, "calls an account may make at once, above its rate")
+    rate_per_second: float = setting(
+        DEFAULT_RATE_PER_SECOND, "calls per second each account may make on average"
+    )
+    burst: int = setting(DEFAULT_BURST, "calls an account may make at once, above its rate")
     upstream_timeout_seconds: float = setting(
         5.0, "deadline of each call to ubscore, the matcher or settlement"
     )

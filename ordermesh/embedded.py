@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol, TextIO
 
 import structlog
 
-from gateway.bootstrap import GatewaySettings
+from gateway.bootstrap import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND, GatewaySettings
 from gateway.bootstrap import build as build_gateway
 from matcher.bootstrap import MatcherSettings
 from matcher.bootstrap import build as build_matcher
@@ -31,7 +31,7 @@ from ordermesh.bus.base import Bus, BusError
 from ordermesh.bus.journal import FSYNC_POLICIES, JournalError, lock_exclusively
 from ordermesh.bus.kafka import KafkaBus
 from ordermesh.bus.memory import MemoryBus
-from ordermesh.config import CommonSettings, SettingsError, setting
+from ordermesh.config import CommonSettings, SettingsError, check_ranges, setting
 from ordermesh.embedded_support import (
     ApiKey,
     CombinedMetrics,
@@ -70,6 +70,10 @@ class UpSettings(CommonSettings):
     settlement_port: int = setting(50054, "settlement's gRPC port")
     metrics_port: int = setting(9100, "one Prometheus /metrics for the process; 0 turns it off")
     fsync: str = setting("batch", "when the bus journal is forced to disk: always, batch, never")
+    rate_per_second: float = setting(
+        DEFAULT_RATE_PER_SECOND, "gateway calls per second each account may make on average"
+    )
+    burst: int = setting(DEFAULT_BURST, "gateway calls an account may make at once")
 
     def __post_init__(self) -> None:
         try:
@@ -87,6 +91,7 @@ class UpSettings(CommonSettings):
                 raise SettingsError(f"ports must be 0..65535, was {port}")
         if self.fsync not in FSYNC_POLICIES:
             raise SettingsError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
+        check_ranges(self, ports=(), above_zero=("rate_per_second",), at_least_one=("burst",))
 
 
 class _Service(Protocol):
@@ -261,6 +266,8 @@ class Mesh:
             ubscore=address["ubscore"],
             matcher=address["matcher"],
             settlement=address["settlement"],
+            rate_per_second=s.rate_per_second,
+            burst=s.burst,
         )
         try:
             gateway = build_gateway(settings, bus)

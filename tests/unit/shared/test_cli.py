@@ -79,6 +79,8 @@ def test_up_help_says_what_it_starts_where_data_goes_and_how_to_reset():
         (["--gateway-port", "70000"], "ports must be 0..65535, was 70000"),
         (["--fsync", "sometimes"], "fsync must be one of always, batch, never"),
         (["--metrics-port", "many"], "--metrics-port='many' is not valid"),
+        (["--rate-per-second", "0"], "rate_per_second must be above 0, was 0.0"),
+        (["--burst", "0"], "burst must be at least 1, was 0"),
     ],
 )
 def test_up_refuses_bad_settings_before_starting_anything(tmp_path: Path, flags, message):
