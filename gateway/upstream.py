@@ -34,6 +34,7 @@ _Resp = TypeVar("_Resp")
 _STATUS_DETAILS: Final = "grpc-status-details-bin"
 _UNAVAILABLE: Final = RejectReason.UNAVAILABLE
 _UNAVAILABLE_CODE: Final = grpc.StatusCode.UNAVAILABLE
+_RETRIABLE: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 _STATUS_CODES: Final = {code.value[0]: code for code in grpc.StatusCode}
 _CHANNEL_OPTIONS: Final[Sequence[tuple[str, Any]]] = (
     # A channel left idle would report IDLE and flap readiness; the probe keeps it busy
@@ -105,12 +106,16 @@ def _failure(
     if details is not None and info is not None and info.domain == errors.DOMAIN:
         passed: grpc.Status = rpc_status.to_status(details)
         return UpstreamError(passed, service, info.reason)
-    if code is grpc.StatusCode.UNAVAILABLE:
+    if code in _RETRIABLE:
+        # CANCELLED from the upstream is its server stopping with the call in hand (a call
+        # the gateway gives up on ends in asyncio.CancelledError, never here): the outcome
+        # is unknown, which is exactly what UNAVAILABLE tells the client.
         text = (
             f"{service} is unavailable ({message}); safe to retry with the same"
             " client_order_id or reference_id"
         )
-        return UpstreamError(rich_status(code, _UNAVAILABLE, text), service, _UNAVAILABLE.name)
+        status = rich_status(_UNAVAILABLE_CODE, _UNAVAILABLE, text)
+        return UpstreamError(status, service, _UNAVAILABLE.name)
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return deadline_exceeded(service, timeout)
     log.warning("upstream call failed", service=service, code=code.name, details=message)
