@@ -52,6 +52,8 @@ LOCK_FILE: Final = "ordermesh.lock"
 SERVING_SECONDS: Final = 600.0
 """How long a service may take to recover (snapshot + replay) before `up` gives up."""
 STOP_SECONDS: Final = 60.0
+DEFAULT_DATA_DIR: Final = Path(".ordermesh")
+DEFAULT_GATEWAY_PORT: Final = 50051
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +62,11 @@ class UpSettings(CommonSettings):
 
     log_level: str = setting("warning", "the services' log level (debug, info, warning, error)")
     log_format: str = setting("console", "console (for people) or json (one object per line)")
-    data_dir: Path = setting(Path(".ordermesh"), "where the log, database and API keys live")
+    data_dir: Path = setting(DEFAULT_DATA_DIR, "where the log, database and API keys live")
     kafka: str = setting("", "Kafka bootstrap servers host:port; empty: the in-memory bus")
     postgres: str = setting("", "PostgreSQL DSN; empty: an embedded PostgreSQL in the data dir")
     host: str = setting("127.0.0.1", "loopback address every server listens on")
-    gateway_port: int = setting(50051, "the gateway's gRPC port (what clients call)")
+    gateway_port: int = setting(DEFAULT_GATEWAY_PORT, "the gateway's gRPC port (what clients call)")
     ubscore_port: int = setting(50052, "ubscore's gRPC port")
     matcher_port: int = setting(50053, "the matcher's gRPC port")
     settlement_port: int = setting(50054, "settlement's gRPC port")
@@ -91,7 +93,13 @@ class UpSettings(CommonSettings):
                 raise SettingsError(f"ports must be 0..65535, was {port}")
         if self.fsync not in FSYNC_POLICIES:
             raise SettingsError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
-        check_ranges(self, ports=(), above_zero=("rate_per_second",), at_least_one=("burst",))
+        check_ranges(
+            self,
+            ports=(),
+            not_negative=(),
+            above_zero=("rate_per_second",),
+            at_least_one=("burst",),
+        )
 
 
 class _Service(Protocol):
@@ -359,32 +367,30 @@ def banner_lines(
     )
     yield f"  {'log':<11} {bus}"
     yield f"  {'database':<11} {redacted(dsn)}"
-    yield from key_lines(settings, keys, "gateway" in ports)
+    yield from key_lines(settings, keys, ports.get("gateway"))
     yield f"ordermesh is up (data in {data_dir}; Ctrl-C stops it, the next start resumes)"
 
 
-def key_lines(settings: UpSettings, keys: list[ApiKey], gateway: bool) -> Iterator[str]:
+def key_lines(settings: UpSettings, keys: list[ApiKey], gateway_port: int | None) -> Iterator[str]:
     """The API keys, and how to put money in a demo account (none is funded by default)."""
-    yield f"API keys (in {settings.data_dir.resolve() / 'api_keys.toml'}):"
+    keys_file = settings.data_dir.resolve() / "api_keys.toml"
+    yield f"API keys (in {keys_file}):"
     for key in keys:
         account = f"account {key.account_id}" if key.account_id is not None else "any account"
         yield f"  {key.role:<7} {key.key}  ({key.name}, {account})"
-    admin = next((key.key for key in keys if key.role == "admin"), "ADMIN_KEY")
-    if not gateway:
+    admin = next((key.name for key in keys if key.role == "admin"), None)
+    if gateway_port is None or admin is None:
         return
+    command = Path(sys.executable).parent / "ordermesh"
+    options = [f"--key {admin}"]
+    if settings.data_dir != DEFAULT_DATA_DIR:
+        options.append(f"--data-dir {settings.data_dir}")
+    if gateway_port != DEFAULT_GATEWAY_PORT or settings.host != "127.0.0.1":
+        options.append(f"--target {settings.host}:{gateway_port}")
     yield "No account holds money until you deposit some, e.g. 10000 USDT to account 1:"
     yield (
-        f'  grpcurl -plaintext -H \'x-api-key: {admin}\' -d \'{{"account_id": 1, "asset":'
-        f' "USDT", "amount": "10000", "reference_id": "first-deposit"}}\''
-        f" {settings.host}:{settings.gateway_port} ordermesh.v1.Gateway/Deposit"
-    )
-    yield "or, without grpcurl:"
-    yield (
-        f'  {sys.executable} -c "import grpc; from ordermesh.v1 import gateway_pb2 as g,'
-        " gateway_pb2_grpc as s; print(s.GatewayStub(grpc.insecure_channel("
-        f"'{settings.host}:{settings.gateway_port}')).Deposit(g.DepositRequest(account_id=1,"
-        " asset='USDT', amount='10000', reference_id='first-deposit'),"
-        f" metadata=[('x-api-key', '{admin}')]))\""
+        f"  {command if command.exists() else 'ordermesh'} {' '.join(options)}"
+        " deposit 1 USDT 10000 --reference-id first-deposit"
     )
 
 

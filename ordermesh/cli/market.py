@@ -14,7 +14,7 @@ import click
 
 from ordermesh.cli import output
 from ordermesh.cli.errors import refusal
-from ordermesh.cli.params import TIME
+from ordermesh.cli.params import TIME, limit_option
 from ordermesh.cli.state import State, json_option, state_of
 from ordermesh.markets import DEFAULT_MARKETS_PATH, MarketConfigError, load_markets
 
@@ -126,13 +126,7 @@ Examples:
 @click.command(epilog=TRADES_EPILOG)
 @click.argument("symbol", required=False)
 @click.option("--mine", is_flag=True, help="Your own fills (with fees), not the public tape.")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 1000),
-    default=20,
-    show_default=True,
-    help="At most this many.",
-)
+@limit_option(1000, 20)
 @json_option
 @click.pass_context
 def trades(ctx: click.Context, symbol: str | None, mine: bool, limit: int) -> None:
@@ -197,13 +191,7 @@ Examples:
 )
 @click.option("--start", type=TIME, help="First candle at or after this time (ISO 8601, UTC).")
 @click.option("--end", type=TIME, help="Last candle before this time (ISO 8601, UTC).")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 1000),
-    default=20,
-    show_default=True,
-    help="At most this many.",
-)
+@limit_option(1000, 20)
 @json_option
 @click.pass_context
 def candles(

@@ -106,8 +106,16 @@ def table(title: str | None, rows: Iterable[T], columns: Sequence[Column[T]]) ->
 
 
 def rows_table(title: str | None, rows: Sequence[Mapping[str, object]]) -> Table:
-    """A table of dicts sharing their keys (the first row's keys are the headers)."""
-    headers = list(rows[0]) if rows else []
+    """A table of dicts sharing their keys (the first row's keys are the headers).
+
+    With no rows, a one-cell table that says "(none)" rather than an empty line.
+    """
+    if not rows:
+        empty = Table(title=title, title_justify="left", show_header=False, box=None)
+        empty.add_column(style="dim")
+        empty.add_row("(none)")
+        return empty
+    headers = list(rows[0])
     columns: list[Column[Mapping[str, object]]] = [
         (header.replace("_", " "), _getter(header)) for header in headers
     ]

@@ -1,11 +1,15 @@
-"""Parameter types shared by the commands: decimal amounts and times."""
+"""Parameter types and options shared by the commands: decimal amounts, times, --limit."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
 
 import click
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class DecimalType(click.ParamType[Decimal, object]):
@@ -48,3 +52,16 @@ class TimeType(click.ParamType[datetime, object]):
 
 DECIMAL = DecimalType()
 TIME = TimeType()
+
+
+def limit_option(
+    maximum: int, default: int, text: str = "At most this many."
+) -> Callable[[_F], _F]:
+    """Add --limit (1 to `maximum`, `default` when left out) to a command."""
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, maximum),
+        default=default,
+        show_default=True,
+        help=text,
+    )

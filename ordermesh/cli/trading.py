@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ordermesh.cli import output
 from ordermesh.cli.errors import refusal
-from ordermesh.cli.params import DECIMAL
+from ordermesh.cli.params import DECIMAL, limit_option
 from ordermesh.cli.state import json_option, state_of
 
 if TYPE_CHECKING:
@@ -232,13 +232,7 @@ Examples:
 @order.command("list", epilog=LIST_EPILOG)
 @click.option("--symbol", help="Only this market.")
 @click.option("--open", "open_only", is_flag=True, help="Only orders still on the book.")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 10_000),
-    default=50,
-    show_default=True,
-    help="At most this many (pages are fetched as needed).",
-)
+@limit_option(10_000, 50, "At most this many (pages are fetched as needed).")
 @json_option
 @click.pass_context
 def list_orders(ctx: click.Context, symbol: str | None, open_only: bool, limit: int) -> None:

@@ -289,9 +289,7 @@ class AsyncClient:
         timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline the gateway sees
     ) -> Page[Order]:
         """One page of your orders, newest first (page_size 1-1000)."""
-        request = pb.ListOrdersRequest(
-            symbol=symbol or "", page_size=page_size, page_token=page_token
-        )
+        request = requests.page_request(pb.ListOrdersRequest, symbol, page_size, page_token)
         answer = await self._call(self._stub().ListOrders, request, CallKind.READ, timeout)
         items = tuple(decode.order(order) for order in answer.orders)
         return Page(items, answer.next_page_token)
@@ -318,9 +316,7 @@ class AsyncClient:
         timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline the gateway sees
     ) -> Page[MyTrade]:
         """One page of your fills, newest first (page_size 1-1000)."""
-        request = pb.ListMyTradesRequest(
-            symbol=symbol or "", page_size=page_size, page_token=page_token
-        )
+        request = requests.page_request(pb.ListMyTradesRequest, symbol, page_size, page_token)
         answer = await self._call(self._stub().ListMyTrades, request, CallKind.READ, timeout)
         return Page(tuple(decode.my_trade(t) for t in answer.trades), answer.next_page_token)
 
@@ -426,14 +422,11 @@ class AsyncClient:
             PermissionDenied: a key without the admin role.
             AlreadyExists: the reference_id was used for a different deposit.
         """
-        request = pb.DepositRequest(
-            account_id=account_id,
-            asset=asset,
-            amount=convert.amount_text(amount, "amount"),
-            reference_id=reference_id if reference_id is not None else convert.new_reference_id(),
+        request = requests.funding_request(
+            pb.DepositRequest, account_id, asset, amount, reference_id
         )
         answer = await self._call(self._stub().Deposit, request, CallKind.KEYED_WRITE, timeout)
-        return FundingResult(decode.balance(answer.balance), answer.duplicate)
+        return decode.funding_result(answer)
 
     async def withdraw(
         self,
@@ -449,14 +442,11 @@ class AsyncClient:
         Raises:
             FailedPrecondition: reason INSUFFICIENT_FUNDS when the account has too little.
         """
-        request = pb.WithdrawRequest(
-            account_id=account_id,
-            asset=asset,
-            amount=convert.amount_text(amount, "amount"),
-            reference_id=reference_id if reference_id is not None else convert.new_reference_id(),
+        request = requests.funding_request(
+            pb.WithdrawRequest, account_id, asset, amount, reference_id
         )
         answer = await self._call(self._stub().Withdraw, request, CallKind.KEYED_WRITE, timeout)
-        return FundingResult(decode.balance(answer.balance), answer.duplicate)
+        return decode.funding_result(answer)
 
     # --- streams ---------------------------------------------------------------------------
 

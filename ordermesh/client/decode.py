@@ -132,6 +132,11 @@ def symbol_info(message: pb.SymbolInfo) -> t.SymbolInfo:
     )
 
 
+def funding_result(message: pb.DepositResponse | pb.WithdrawResponse) -> t.FundingResult:
+    """A FundingResult."""
+    return t.FundingResult(balance(message.balance), message.duplicate)
+
+
 def price_level(message: pb.PriceLevel) -> t.PriceLevel:
     """A PriceLevel."""
     return t.PriceLevel(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from ordermesh.client import convert
 from ordermesh.client.convert import Amount
 from ordermesh.client.types import OrderType, SelfTradePrevention, Side, TimeInForce, Wait
 from ordermesh.v1 import gateway_pb2 as pb
+
+PageRequest = TypeVar("PageRequest", pb.ListOrdersRequest, pb.ListMyTradesRequest)
+FundingRequest = TypeVar("FundingRequest", pb.DepositRequest, pb.WithdrawRequest)
 
 
 def place_request(
@@ -79,3 +84,30 @@ def order_reference(order_id: int | None, client_order_id: str | None) -> pb.Get
     if not order_id and not client_order_id:
         raise ValueError("get_order needs an order_id or a client_order_id")
     return pb.GetOrderRequest(order_id=order_id or 0, client_order_id=client_order_id or "")
+
+
+def page_request(
+    message: type[PageRequest], symbol: str | None, page_size: int, page_token: str
+) -> PageRequest:
+    """A request for one page of your orders or fills; all markets when symbol is None."""
+    return message(symbol=symbol or "", page_size=page_size, page_token=page_token)
+
+
+def funding_request(
+    message: type[FundingRequest],
+    account_id: int,
+    asset: str,
+    amount: Amount,
+    reference_id: str | None,
+) -> FundingRequest:
+    """A DepositRequest or WithdrawRequest; a reference_id is generated when none is given.
+
+    Raises:
+        TypeError: an amount given as a float.
+    """
+    return message(
+        account_id=account_id,
+        asset=asset,
+        amount=convert.amount_text(amount, "amount"),
+        reference_id=reference_id if reference_id is not None else convert.new_reference_id(),
+    )

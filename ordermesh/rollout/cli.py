@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -62,6 +62,14 @@ Example (gateways on 50061/50062, clients call nginx on 50051):
 Run the same command again to roll out to the other color.
 """
 
+ROLLOUT_EPILOG = """\
+\b
+Examples:
+  ordermesh rollout kubectl --overlays deploy/k8s/overlays --namespace ordermesh
+  make rollout                              # the same, with ROLLOUT_FLAGS to change it
+  ordermesh rollout local --help            # gateways behind nginx on one host
+"""
+
 KUBECTL_EPILOG = """\
 \b
 Example:
@@ -99,9 +107,22 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
     return function
 
 
+def _stop_timeout(
+    default: float, text: str
+) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    return click.option(
+        "--stop-timeout",
+        type=click.FloatRange(min=1),
+        default=default,
+        show_default=True,
+        help=text,
+    )
+
+
 @click.group(
     "rollout",
     help=DESCRIPTION,
+    epilog=ROLLOUT_EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 def rollout() -> None:
@@ -124,13 +145,7 @@ def rollout() -> None:
 )
 @click.option("--blue-port", required=True, type=click.IntRange(1, 65535))
 @click.option("--green-port", required=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--stop-timeout",
-    type=click.FloatRange(min=1),
-    default=30.0,
-    show_default=True,
-    help="Seconds the old gateway may take to exit after SIGTERM (then SIGKILL).",
-)
+@_stop_timeout(30.0, "Seconds the old gateway may take to exit after SIGTERM (then SIGKILL).")
 @click.option("--nginx", "nginx_binary", default="nginx", show_default=True)
 @click.option(
     "--init",
@@ -191,13 +206,7 @@ def local(  # noqa: PLR0917  # one parameter per flag: click's way
 @click.option("--namespace", default="", help="Namespace.  [default: kubectl's current]")
 @click.option("--context", default="", help="kubeconfig context.  [default: kubectl's current]")
 @click.option("--grpc-port", type=click.IntRange(1, 65535), default=50051, show_default=True)
-@click.option(
-    "--stop-timeout",
-    type=click.FloatRange(min=1),
-    default=120.0,
-    show_default=True,
-    help="Seconds the old color's pods may take to go after the scale to zero.",
-)
+@_stop_timeout(120.0, "Seconds the old color's pods may take to go after the scale to zero.")
 @click.option("--kubectl", "kubectl_binary", default="kubectl", show_default=True)
 @click.option(
     "--probe-key-secret",

@@ -7,12 +7,17 @@ that settles; each fails the test with what it saw when its deadline passes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import tomllib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,8 @@ UP_SECONDS = 90.0
 STOP_SECONDS = 60.0
 DEADLINE_SECONDS = 20.0
 SERVICES = ("gateway", "ubscore", "matcher", "settlement")
+PORT_NAMES = (*SERVICES, "metrics")
+"""The ports `ordermesh up` takes a flag for."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -41,6 +48,11 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def mesh_ports() -> dict[str, int]:
+    """A free loopback port for each of PORT_NAMES."""
+    return dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
+
+
 def clean_environment() -> dict[str, str]:
     """The test's environment without ORDERMESH_* settings a developer may have exported."""
     return {
@@ -48,6 +60,33 @@ def clean_environment() -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.startswith("ORDERMESH_") or name.startswith("ORDERMESH_TEST_")
     }
+
+
+@dataclass
+class Completed:
+    """How a command that ran to its end ended."""
+
+    status: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+async def run_command(
+    *argv: str, seconds: float, env: Mapping[str, str] | None = None
+) -> Completed:
+    """Run `argv` in the clean environment plus `env`; fail if it takes over `seconds`."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**clean_environment(), **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), seconds)
+    assert process.returncode is not None
+    return Completed(process.returncode, out.decode(), err.decode())
 
 
 @dataclass
@@ -134,6 +173,26 @@ class Up:
         path = self.data_dir / "api_keys.toml"
         assert path.stat().st_mode & 0o777 == 0o600
         return {e["name"]: e["key"] for e in tomllib.loads(path.read_text())["keys"]}
+
+
+@contextlib.asynccontextmanager
+async def running_mesh(prefix: str) -> AsyncIterator[Up]:
+    """A started `ordermesh up` for a test module; stopped on exit, which must end it with 0.
+
+    Its data is not under pytest's basetemp: a pytest session starting meanwhile makes that
+    0700, and the embedded PostgreSQL runs as another user when the tests run as root.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    process = Up(root / "data", mesh_ports())
+    try:
+        await process.start()
+        yield process
+        assert process.process is not None
+        assert process.process.returncode is None, f"ordermesh up ended: {process.output()}"
+        assert await process.stop() == 0, process.output()
+    finally:
+        await process.kill()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 async def all_serving(up: Up) -> None:

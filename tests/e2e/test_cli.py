@@ -17,11 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import shutil
 import signal
-import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,7 +31,16 @@ from ordermesh import demo
 from ordermesh.cli.app import COMMANDS
 from ordermesh.v1 import gateway_pb2 as api
 from ordermesh.v1 import gateway_pb2_grpc
-from tests.e2e.mesh_process import BIN, Up, clean_environment, eventually, free_ports
+from tests.e2e.mesh_process import (
+    BIN,
+    Completed,
+    Up,
+    clean_environment,
+    eventually,
+    free_ports,
+    run_command,
+    running_mesh,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -44,53 +50,23 @@ pytestmark = [
 
 D = Decimal
 RUN_SECONDS = 60.0
-NAMES = ("gateway", "ubscore", "matcher", "settlement", "metrics")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def up() -> AsyncIterator[Up]:
-    # Not under pytest's basetemp: a pytest session starting meanwhile makes that 0700,
-    # and the embedded PostgreSQL runs as another user when the tests run as root.
-    root = Path(tempfile.mkdtemp(prefix="ordermesh-cli-"))
-    process = Up(root / "data", dict(zip(NAMES, free_ports(5), strict=True)))
-    try:
-        await process.start()
+    async with running_mesh("ordermesh-cli-") as process:
         yield process
-        assert process.process is not None
-        assert process.process.returncode is None, f"ordermesh up ended: {process.output()}"
-        assert await process.stop() == 0, process.output()
-    finally:
-        await process.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
-@dataclass
-class Run:
-    status: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-async def ordermesh(*args: str, **kwargs: Any) -> Run:
+async def ordermesh(*args: str, **kwargs: Any) -> Completed:
     """Run the `ordermesh` binary; no run may print a traceback."""
-    process = await asyncio.create_subprocess_exec(
-        str(BIN),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**clean_environment(), "COLUMNS": "160", **kwargs.pop("env", {})},
-    )
-    out, err = await asyncio.wait_for(process.communicate(), RUN_SECONDS)
-    assert process.returncode is not None
-    run = Run(process.returncode, out.decode(), err.decode())
+    env = {"COLUMNS": "160", **kwargs.pop("env", {})}
+    run = await run_command(str(BIN), *args, seconds=RUN_SECONDS, env=env)
     assert "Traceback" not in run.stderr + run.stdout, run
     return run
 
 
-async def as_key(up: Up, key: str, *args: str) -> Run:
+async def as_key(up: Up, key: str, *args: str) -> Completed:
     """`ordermesh --target GATEWAY --data-dir DATA --key KEY ARGS...`."""
     return await ordermesh(
         "--target", up.gateway, "--data-dir", str(up.data_dir), "--key", key, *args
@@ -107,7 +83,7 @@ async def ok(up: Up, key: str, *args: str) -> Any:
 async def settled(up: Up, key: str, *args: str) -> Any:
     """`ok`, once settlement (which follows the log a moment behind) has the order."""
 
-    async def attempt() -> Run:
+    async def attempt() -> Completed:
         return await as_key(up, key, *args, "--json")
 
     run = await eventually(attempt, lambda r: r.status == 0, what=" ".join(args))

@@ -6,19 +6,14 @@ Everything grpcurl knows comes from the gateway's server reflection; requests ar
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from tests.e2e.mesh_process import Up, clean_environment, eventually, free_ports
+from tests.e2e.mesh_process import Completed, Up, eventually, run_command, running_mesh
 from tests.servers.gotools import go_tool
 
 pytestmark = [
@@ -27,7 +22,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
 ]
 
-NAMES = ("gateway", "ubscore", "matcher", "settlement", "metrics")
 CALL_SECONDS = 30.0
 
 
@@ -38,46 +32,14 @@ def grpcurl() -> Path:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def up() -> AsyncIterator[Up]:
-    # Not under pytest's basetemp: a pytest session starting meanwhile makes that 0700,
-    # and the embedded PostgreSQL runs as another user when the tests run as root.
-    root = Path(tempfile.mkdtemp(prefix="ordermesh-grpcurl-"))
-    process = Up(root / "data", dict(zip(NAMES, free_ports(5), strict=True)))
-    try:
-        await process.start()
+    async with running_mesh("ordermesh-grpcurl-") as process:
         yield process
-        assert process.process is not None
-        assert process.process.returncode is None, f"ordermesh up ended: {process.output()}"
-        assert await process.stop() == 0, process.output()
-    finally:
-        await process.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
-@dataclass
-class Answer:
-    status: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-async def call(grpcurl: Path, up: Up, *after: str, flags: Sequence[str] = ()) -> Answer:
+async def call(grpcurl: Path, up: Up, *after: str, flags: Sequence[str] = ()) -> Completed:
     """`grpcurl -plaintext FLAGS... GATEWAY AFTER...` (AFTER: list, describe X, or a method)."""
-    process = await asyncio.create_subprocess_exec(
-        str(grpcurl),
-        "-plaintext",
-        *flags,
-        up.gateway,
-        *after,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=clean_environment(),
-    )
-    out, err = await asyncio.wait_for(process.communicate(), CALL_SECONDS)
-    assert process.returncode is not None
-    return Answer(process.returncode, out.decode(), err.decode())
+    argv = (str(grpcurl), "-plaintext", *flags, up.gateway, *after)
+    return await run_command(*argv, seconds=CALL_SECONDS)
 
 
 def with_key(key: str, body: object) -> list[str]:
@@ -129,7 +91,7 @@ async def test_a_json_place_order_is_then_shown_by_get_order(grpcurl: Path, up: 
 
     query = {"order_id": order_id}
 
-    async def get_order() -> Answer:
+    async def get_order() -> Completed:
         return await call(
             grpcurl, up, "ordermesh.v1.Gateway/GetOrder", flags=with_key(trader, query)
         )

@@ -25,7 +25,7 @@ import pytest_asyncio
 from ordermesh.v1 import common_pb2 as common
 from ordermesh.v1 import gateway_pb2 as api
 from ordermesh.v1 import gateway_pb2_grpc
-from tests.e2e.mesh_process import Up, all_serving, eventually, free_ports
+from tests.e2e.mesh_process import Up, all_serving, eventually, free_ports, mesh_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -34,8 +34,7 @@ Holdings = dict[str, tuple[Decimal, Decimal]]
 
 @pytest_asyncio.fixture
 async def up(tmp_path: Path) -> AsyncIterator[Up]:
-    names = ("gateway", "ubscore", "matcher", "settlement", "metrics")
-    process = Up(tmp_path / "data", dict(zip(names, free_ports(len(names)), strict=True)))
+    process = Up(tmp_path / "data", mesh_ports())
     try:
         yield process
     finally:

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from ordermesh.v1 import common_pb2 as common
-from tests.e2e.mesh_process import Up, all_serving, free_ports
+from tests.e2e.mesh_process import Up, all_serving, mesh_ports
 from tests.e2e.test_up import AFTER_FIRST_TRADE, Client, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)]
@@ -29,9 +29,7 @@ class ExternalUp(Up):
 async def external(
     tmp_path: Path, kafka_bootstrap: str, pg_database: str
 ) -> AsyncIterator[ExternalUp]:
-    names = ("gateway", "ubscore", "matcher", "settlement", "metrics")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    process = ExternalUp(tmp_path / "data", ports, kafka_bootstrap, pg_database)
+    process = ExternalUp(tmp_path / "data", mesh_ports(), kafka_bootstrap, pg_database)
     try:
         yield process
     finally:

@@ -6,10 +6,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from tests.e2e.mesh_process import Up, free_ports
+from tests.e2e.mesh_process import Up, mesh_ports
 
 TRADERS = range(1, 9)
-NAMES = ("gateway", "ubscore", "matcher", "settlement", "metrics")
 
 
 def trader_key(account: int) -> str:
@@ -36,6 +35,6 @@ async def start_mesh(root: Path) -> Up:
     data = root / "data"
     data.mkdir()
     write_keys(data / "api_keys.toml")
-    up = Up(data, dict(zip(NAMES, free_ports(len(NAMES)), strict=True)))
+    up = Up(data, mesh_ports())
     await up.start()
     return up

@@ -32,9 +32,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ordermesh.client import AsyncClient, NotFound, Order, ResourceExhausted
 from tests import waiting
-from tests.e2e.mesh_process import clean_environment, free_ports
+from tests.e2e.mesh_process import clean_environment, free_ports, mesh_ports
 from tests.e2e.test_up_external import ExternalUp
-from tests.integration.client.mesh import ADMIN_KEY, NAMES, trader_key, write_keys
+from tests.integration.client.mesh import ADMIN_KEY, trader_key, write_keys
 from tests.servers.postgres import (
     create_database,
     drop_database,
@@ -158,7 +158,7 @@ async def mesh(
     data = root / "data"
     data.mkdir()
     write_keys(data / "api_keys.toml", accounts=range(901, 904))
-    ports = dict(zip(NAMES, free_ports(len(NAMES)), strict=True))
+    ports = mesh_ports()
     up = ExternalUp(data, ports, kafka_bootstrap, with_database(postgres_dsn, database))
     (port,) = free_ports(1)
     gateway = SecondGateway(

@@ -408,15 +408,17 @@ async def test_a_stream_without_a_key_or_on_a_bad_symbol_is_refused(running_mesh
         assert raised.value.code() == code
 
 
-async def _ended(collected: Collected) -> None:
+async def _ended(collected: Collected, code: grpc.StatusCode) -> None:
+    """Wait for the stream to end; it must end with `code`."""
     task = collected.task
     assert task is not None
     await eventually(lambda: _now(task.done()), bool, what="the stream ended")
+    assert collected.code() == code
 
 
-async def test_losing_the_engine_tail_ends_every_stream_unavailable(running_mesh: Mesh) -> None:
-    mesh = running_mesh
-    (account,) = mesh.accounts(1)
+@contextlib.asynccontextmanager
+async def both_streams(mesh: Mesh, account: int) -> AsyncIterator[tuple[Collected, Collected]]:
+    """`account`'s order updates and BTC-USDT market data, subscribed, the snapshot read."""
     updates = mesh.stub.StreamOrderUpdates(
         gateway_pb2.StreamOrderUpdatesRequest(), metadata=as_trader(account)
     )
@@ -428,13 +430,19 @@ async def test_losing_the_engine_tail_ends_every_stream_unavailable(running_mesh
         await eventually(
             lambda: _now(len(got_market.messages)), lambda n: n == 1, what="the snapshot"
         )
+        yield got_updates, got_market
+
+
+async def test_losing_the_engine_tail_ends_every_stream_unavailable(running_mesh: Mesh) -> None:
+    mesh = running_mesh
+    (account,) = mesh.accounts(1)
+    async with both_streams(mesh, account) as (got_updates, got_market):
         # The bus consumer under the running tail goes away: its next read fails.
         consumer = gateway_of(mesh).tail._consumer
         assert consumer is not None
         await consumer.stop()
         for collected in (got_updates, got_market):
-            await _ended(collected)
-            assert collected.code() == grpc.StatusCode.UNAVAILABLE
+            await _ended(collected, grpc.StatusCode.UNAVAILABLE)
             ended = refusal_of(collected.error)  # type: ignore[arg-type]
             assert ended.reason == "UNAVAILABLE"
             assert "engine tail stopped" in ended.message
@@ -453,17 +461,7 @@ async def test_a_gap_in_the_engine_log_ends_every_stream_aborted(running_mesh: M
     await deposit(mesh, seller, "BTC", "1")
     for n in range(2):  # two commands: the tail then checks the chain of BTC-USDT
         await place(mesh, seller, limit(SELL, str(3000 + n), "0.1", f"s-{n}"))
-    updates = mesh.stub.StreamOrderUpdates(
-        gateway_pb2.StreamOrderUpdatesRequest(), metadata=as_trader(buyer)
-    )
-    market = mesh.stub.StreamMarketData(
-        gateway_pb2.StreamMarketDataRequest(symbol="BTC-USDT"), metadata=as_trader(buyer)
-    )
-    async with collecting(updates) as got_updates, collecting(market) as got_market:
-        await subscribed(mesh, 2)
-        await eventually(
-            lambda: _now(len(got_market.messages)), lambda n: n == 1, what="the snapshot"
-        )
+    async with both_streams(mesh, buyer) as (got_updates, got_market):
         snapshot = got_market.messages[0].snapshot
         # An event that skips sequences, written where the matcher writes BTC-USDT's.
         forged = EngineEvent(
@@ -480,7 +478,6 @@ async def test_a_gap_in_the_engine_log_ends_every_stream_aborted(running_mesh: M
         finally:
             await producer.stop()
         for collected in (got_updates, got_market):
-            await _ended(collected)
-            assert collected.code() == grpc.StatusCode.ABORTED
+            await _ended(collected, grpc.StatusCode.ABORTED)
             assert "resync" in refusal_of(collected.error).message  # type: ignore[arg-type]
     assert await asyncio.wait_for(asyncio.shield(mesh.gateway.task), 20) == 1
