@@ -100,6 +100,10 @@ class StalledUBSCore(ubscore_pb2_grpc.UBSCoreServicer):
         await self.release.wait()
         return ubscore_pb2.UBSCoreReserveResponse()
 
+    async def ReserveBatch(self, request, context):
+        await self.release.wait()
+        return ubscore_pb2.UBSCoreReserveBatchResponse()
+
     async def Cancel(self, request, context):
         await self.release.wait()
         return ubscore_pb2.UBSCoreCancelResponse()
