@@ -64,6 +64,7 @@ class UpSettings(CommonSettings):
     log_format: str = setting("console", "console (for people) or json (one object per line)")
     data_dir: Path = setting(DEFAULT_DATA_DIR, "where the log, database and API keys live")
     kafka: str = setting("", "Kafka bootstrap servers host:port; empty: the in-memory bus")
+    topic_prefix: str = setting("", "put in front of every topic name (meshes sharing a cluster)")
     postgres: str = setting("", "PostgreSQL DSN; empty: an embedded PostgreSQL in the data dir")
     host: str = setting("127.0.0.1", "loopback address every server listens on")
     gateway_port: int = setting(DEFAULT_GATEWAY_PORT, "the gateway's gRPC port (what clients call)")
@@ -208,6 +209,7 @@ class Mesh:
             "host": self.settings.host,
             "metrics_port": 0,
             "kafka": self.settings.kafka,
+            "topic_prefix": self.settings.topic_prefix,
         }
         s = self.settings
         ubscore = build_ubscore(UBSCoreSettings(**common, port=s.ubscore_port), bus)
@@ -270,6 +272,7 @@ class Mesh:
             port=s.gateway_port,
             metrics_port=0,
             kafka=s.kafka,
+            topic_prefix=s.topic_prefix,
             api_keys=str(keys),
             ubscore=address["ubscore"],
             matcher=address["matcher"],

@@ -222,7 +222,7 @@ def gateway_command(backends: ExternalUp, kafka: str, *, ubscore: int) -> list[s
     ports = backends.ports
     return [
         sys.executable, "-m", "gateway", "--port", "{port}", "--metrics-port", "0",
-        "--kafka", kafka, "--ubscore", f"127.0.0.1:{ubscore}",
+        "--kafka", kafka, "--topic-prefix", backends.prefix, "--ubscore", f"127.0.0.1:{ubscore}",
         "--matcher", f"127.0.0.1:{ports['matcher']}",
         "--settlement", f"127.0.0.1:{ports['settlement']}",
         "--api-keys", str(backends.data_dir / "api_keys.toml"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,9 +18,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)
 
 
 class ExternalUp(Up):
+    """`ordermesh up` on a shared broker: topics of its own (a fresh prefix), so no test
+    sees another's records."""
+
     def __init__(self, data_dir: Path, ports: dict[str, int], kafka: str, dsn: str) -> None:
         super().__init__(data_dir, ports)
-        self.external = [f"--kafka={kafka}", f"--postgres={dsn}"]
+        self.prefix = f"up-{uuid.uuid4().hex[:12]}."
+        self.external = [f"--kafka={kafka}", f"--postgres={dsn}", f"--topic-prefix={self.prefix}"]
 
     def argv(self) -> list[str]:
         return [*super().argv(), *self.external]

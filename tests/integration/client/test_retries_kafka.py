@@ -164,6 +164,7 @@ async def mesh(
     gateway = SecondGateway(
         [
             sys.executable, "-m", "gateway", f"--kafka={kafka_bootstrap}", f"--port={port}",
+            f"--topic-prefix={up.prefix}",
             "--metrics-port=0", f"--api-keys={data / 'api_keys.toml'}", *RATE_FLAGS,
             *(f"--{name}=127.0.0.1:{ports[name]}" for name in ("ubscore", "matcher", "settlement")),
         ],
