@@ -50,6 +50,7 @@ from ordermesh.bus.base import (
     ProducerFencedError,
     Record,
     TopicPartition,
+    appends_at_once,
 )
 from ordermesh.bus.topics import TRACEPARENT_HEADER, partition_for
 from ordermesh.codec import CodecError, decode_command, encode_engine_event
@@ -512,7 +513,9 @@ async def _send_in_order(producer: Producer, topic: str, outgoing: list[Outgoing
     The first send is awaited alone (it warms the producer's metadata, so the rest enqueue
     at once, in call order); the rest are in flight together. The offsets the log gave are
     then checked: should it ever have taken them out of order, this raises before the
-    transaction commits, so nothing out of order becomes visible.
+    transaction commits, so nothing out of order becomes visible. A producer that appends at
+    once (the in-memory bus) is sent to one record after the other, which is the same,
+    without a task per record.
 
     Raises:
         FatalError: the log acknowledged records of one partition out of order.
@@ -522,10 +525,14 @@ async def _send_in_order(producer: Producer, topic: str, outgoing: list[Outgoing
         return
     key, value, headers = outgoing[0]
     first = await producer.send(topic, value, key=key, headers=headers)
-    results = await asyncio.gather(
-        *(producer.send(topic, v, key=k, headers=h) for k, v, h in outgoing[1:]),
-        return_exceptions=True,
-    )
+    results: list[Record | BaseException]
+    if appends_at_once(producer):  # each send returns at once: in a row is the same order
+        results = [await producer.send(topic, v, key=k, headers=h) for k, v, h in outgoing[1:]]
+    else:
+        results = await asyncio.gather(
+            *(producer.send(topic, v, key=k, headers=h) for k, v, h in outgoing[1:]),
+            return_exceptions=True,
+        )
     last = {first.partition: first.offset}
     for result in results:
         if isinstance(result, BaseException):

@@ -2,10 +2,17 @@
 
 Decoding is strict: bytes that do not parse, a missing oneof, or an enum value the core does
 not know raise `CodecError`. A consumer must stop on it, never skip the record (DESIGN §11).
+
+`decode_command` and `decode_engine_event` remember the records they decoded last
+(`DECODE_CACHE_RECORDS` of each): in one process several readers decode the same record
+(ubscore, the gateway's tail and settlement all read ordermesh.engine), and the same bytes give
+the same frozen value, so the later readers get the first one's. Only what decoded is
+remembered; a bad record raises every time.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from enum import IntEnum
 from typing import Any, Final, TypeVar
@@ -34,24 +41,36 @@ _ENUMS: Final[Mapping[str, type[IntEnum]]] = {
 }
 
 
+DECODE_CACHE_RECORDS: Final = 8_192
+"""How many decoded records of each kind a process remembers (see the module docstring)."""
+
+_MEMBERS: Final[Mapping[str, Mapping[int, IntEnum]]] = {
+    name: {member.value: member for member in enum} for name, enum in _ENUMS.items()
+}
+"""Each enum's members by value: a dict lookup, where calling the class costs several calls."""
+
+
 def _decoder(message: type[Message], core: Callable[..., Any]) -> Callable[..., Any]:
     """Build `pb message (+ extra fields) -> core value`, converting enums by their proto name."""
-    plan: list[tuple[str, type[IntEnum] | None]] = []
+    plan: list[tuple[str, Mapping[int, IntEnum] | None, str]] = []
     for field in message.DESCRIPTOR.fields:
         enum = field.enum_type
-        plan.append((field.name, _ENUMS[enum.name] if enum is not None else None))
+        if enum is None:
+            plan.append((field.name, None, ""))
+        else:
+            plan.append((field.name, _MEMBERS[enum.name], _ENUMS[enum.name].__name__))
 
     def decode(msg: Message, **extra: Any) -> Any:
         values = dict(extra)
-        for name, enum in plan:
+        for name, members, enum_name in plan:
             value = getattr(msg, name)
-            if enum is not None:
-                try:
-                    value = enum(value)
-                except ValueError:
+            if members is not None:
+                member = members.get(value)
+                if member is None:
                     raise CodecError(
-                        f"{message.DESCRIPTOR.name}.{name}: unknown {enum.__name__} {value}"
-                    ) from None
+                        f"{message.DESCRIPTOR.name}.{name}: unknown {enum_name} {value}"
+                    )
+                value = member
             values[name] = value
         return core(**values)
 
@@ -112,6 +131,12 @@ def encode_command(command: events.OrderCommand) -> bytes:
 
 def decode_command(data: bytes) -> events.OrderCommand:
     """Parse an OrderCommand record value; CodecError if it is not one."""
+    if type(data) is bytes:  # hashable: a bytearray or memoryview is decoded afresh
+        return _decode_command_cached(data)
+    return _decode_command(data)
+
+
+def _decode_command(data: bytes) -> events.OrderCommand:
     msg = _parse(pb.OrderCommand, data)
     kind = msg.WhichOneof("command")
     envelope = {"symbol": Symbol(msg.symbol), "timestamp_ns": msg.timestamp_ns}
@@ -122,6 +147,9 @@ def decode_command(data: bytes) -> events.OrderCommand:
         cancel: events.CancelOrder = _CANCEL_DECODE(msg.cancel_order, **envelope)
         return cancel
     raise CodecError("OrderCommand without a command")
+
+
+_decode_command_cached: Final = functools.lru_cache(maxsize=DECODE_CACHE_RECORDS)(_decode_command)
 
 
 def engine_event_to_pb(event: events.EngineEvent) -> pb.EngineEvent:
@@ -160,7 +188,18 @@ def engine_event_from_pb(msg: pb.EngineEvent) -> events.EngineEvent:
 
 def decode_engine_event(data: bytes) -> events.EngineEvent:
     """Parse an EngineEvent record value; CodecError if it is not one."""
+    if type(data) is bytes:  # hashable: a bytearray or memoryview is decoded afresh
+        return _decode_engine_event_cached(data)
+    return _decode_engine_event(data)
+
+
+def _decode_engine_event(data: bytes) -> events.EngineEvent:
     return engine_event_from_pb(_parse(pb.EngineEvent, data))
+
+
+_decode_engine_event_cached: Final = functools.lru_cache(maxsize=DECODE_CACHE_RECORDS)(
+    _decode_engine_event
+)
 
 
 def encode_ledger_event(event: events.LedgerEvent) -> bytes:

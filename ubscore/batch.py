@@ -3,7 +3,7 @@
 A gateway coalesces the orders it has in flight into one call, which saves the per-call cost
 of gRPC in Python (the core reserves 150k+ orders/s; one unary call per order allows a few
 thousand). Nothing else changes: each request goes through the same ack path as a unary
-Reserve (`LogWriter.reserve`), all of them concurrently and started in the batch's order, so
+Reserve (`LogWriter.reserve_each`: `reserve` for each, at once, in the batch's order), so
 dedup of a client_order_id repeated within a batch works as between two calls. Each answer
 is the response Reserve would have sent, or its refusal as the serialized google.rpc.Status
 that a unary call carries in its grpc-status-details-bin trailer, so a client decodes both
@@ -12,7 +12,7 @@ the same way. An answer is sent only once the log has every accepted order of th
 
 from __future__ import annotations
 
-import asyncio
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -47,23 +47,19 @@ async def reserve_all(
             every request of the batch has finished.
     """
     check_size(batch.requests)
-
-    async def one(request: ubscore_pb2.UBSCoreReserveRequest) -> ubscore_pb2.UBSCoreReserveResult:
-        try:
-            reservation = await writer.reserve(decode(request))
-        except OrdermeshError as e:
-            metrics.requests.labels(_METHOD, e.reason.name).inc()
-            return ubscore_pb2.UBSCoreReserveResult(status=refusal(e))
-        metrics.requests.labels(_METHOD, "duplicate" if reservation.duplicate else "accepted").inc()
-        return ubscore_pb2.UBSCoreReserveResult(reserved=reserve_response(reservation))
-
-    # Tasks start in the batch's order, so the core sees the requests in that order.
-    answers = await asyncio.gather(*(one(r) for r in batch.requests), return_exceptions=True)
+    # The core sees the requests in the batch's order.
+    answers = await writer.reserve_each(batch.requests, decode)
     results = []
+    outcomes: Counter[str] = Counter()
     for answer in answers:
-        if isinstance(answer, BaseException):
-            raise answer
-        results.append(answer)
+        if isinstance(answer, OrdermeshError):
+            outcomes[answer.reason.name] += 1
+            results.append(ubscore_pb2.UBSCoreReserveResult(status=refusal(answer)))
+            continue
+        outcomes["duplicate" if answer.duplicate else "accepted"] += 1
+        results.append(ubscore_pb2.UBSCoreReserveResult(reserved=reserve_response(answer)))
+    for outcome, count in outcomes.items():  # one labelled counter look-up per outcome
+        metrics.requests.labels(_METHOD, outcome).inc(count)
     return ubscore_pb2.UBSCoreReserveBatchResponse(results=results)
 
 

@@ -29,14 +29,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from ordermesh.bus.base import Producer, ProducerFencedError, Record, TopicPartition
+from ordermesh.bus.base import (
+    Producer,
+    ProducerFencedError,
+    Record,
+    TopicPartition,
+    appends_at_once,
+)
 from ordermesh.codec import encode_command, encode_ledger_event
 from ordermesh.events import CancelOrder
-from ordermesh.model import AccountId, Asset, ClientOrderId, OrderId, Symbol
+from ordermesh.model import AccountId, Asset, ClientOrderId, OrderId, OrdermeshError, Symbol
 from ubscore.core import Balance, Funding, Reservation, ReserveRequest, UBSCore
 from ubscore.lifecycle import Lifecycle, LogTopics
 from ubscore.metrics import UBSCoreMetrics
@@ -47,8 +53,10 @@ HeartbeatOffsets = Callable[[], Mapping[TopicPartition, int]]
 """The offsets a heartbeat transaction commits (the engine offsets applied)."""
 
 _K = TypeVar("_K", bound=Hashable)
+_R = TypeVar("_R")
 _ORDERS: Final = "orders"
 _LEDGER: Final = "ledger"
+_KINDS: Final = (_ORDERS, _LEDGER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,19 +156,63 @@ class LogWriter:
             OrdermeshError: the core refused it (nothing changed), or UNAVAILABLE.
         """
         core = await self._admit()
+        reservation, logged = self._reserve(core, request)
+        await _outcome(logged)
+        return reservation
+
+    async def reserve_each(
+        self, requests: Sequence[_R], decode: Callable[[_R], ReserveRequest]
+    ) -> list[Reservation | OrdermeshError]:
+        """`reserve` for each request (decoded by `decode`) in turn, answered together.
+
+        It is `reserve` called for every request at once, in order: each is decoded and
+        reserved in the core in the order given (a client_order_id repeated in the batch is
+        a duplicate of the first), their records join the next transactions, and this
+        returns once the log has every one, with no task per request.
+
+        Returns:
+            Per request, its Reservation, or the OrdermeshError `reserve` would have raised
+            (decode's included).
+
+        Raises:
+            Exception: what `reserve` would have raised unexpectedly (a bug), once every
+                request has settled.
+        """
+        try:
+            core = await self._admit()
+        except OrdermeshError as e:
+            return [e] * len(requests)
+        reserved: list[Reservation | Exception] = []
+        logs: list[asyncio.Future[None] | None] = []
+        for request in requests:
+            try:
+                reservation, logged = self._reserve(core, decode(request))
+            except Exception as e:  # this request's own outcome; the others go on
+                reserved.append(e)
+                logs.append(None)
+            else:
+                reserved.append(reservation)
+                logs.append(logged)
+        waiting = {logged for logged in logs if logged is not None}
+        if waiting:
+            await asyncio.wait(waiting)  # never cancels them: a transaction is not cut short
+        return [_answer(outcome, logged) for outcome, logged in zip(reserved, logs, strict=True)]
+
+    def _reserve(
+        self, core: UBSCore, request: ReserveRequest
+    ) -> tuple[Reservation, asyncio.Future[None] | None]:
+        """Reserve in the core; the future ends once the log has the order (or its original)."""
         reservation = core.reserve(request, self._clock())
         order = reservation.order
         if reservation.duplicate:
-            await _outcome(self._orders.get(order.order_id))
-            return reservation
+            return reservation, self._orders.get(order.order_id)
 
         def confirm(partition: int, offset: int) -> None:
             core.apply_command(order, partition, offset)
 
         logged = self._append(_ORDERS, order.symbol, encode_command(order), confirm)
         self._orders.track(order.order_id, logged)
-        await _outcome(logged)
-        return reservation
+        return reservation, logged
 
     async def cancel(
         self,
@@ -319,6 +371,7 @@ class LogWriter:
             )
             _refuse(batch, error)
             raise error from e
+        produce_seconds = {which: self._metrics.produce_seconds.labels(which) for which in _KINDS}
         for index, (pending, record) in enumerate(zip(batch, records, strict=True)):
             try:
                 pending.confirm(record.partition, record.offset)
@@ -327,9 +380,7 @@ class LogWriter:
                 error = self._lifecycle.fail(f"{where} is logged but the core refused it", e)
                 _refuse(batch[index:], error)
                 raise error from e
-            self._metrics.produce_seconds.labels(pending.which).observe(
-                time.perf_counter() - pending.started
-            )
+            produce_seconds[pending.which].observe(time.perf_counter() - pending.started)
             pending.future.set_result(None)
         self._on_confirmed(len(batch))
 
@@ -381,6 +432,26 @@ class LogWriter:
             await asyncio.wait(pending)
 
 
+def _answer(
+    outcome: Reservation | Exception, logged: asyncio.Future[None] | None
+) -> Reservation | OrdermeshError:
+    """What `reserve` ended with for one request of `reserve_each`: a refusal is returned.
+
+    Raises:
+        Exception: a failure that is not a refusal.
+    """
+    if isinstance(outcome, Exception):
+        failure: BaseException = outcome
+    else:
+        failed = None if logged is None else logged.exception()
+        if failed is None:
+            return outcome
+        failure = failed
+    if isinstance(failure, OrdermeshError):
+        return failure
+    raise failure
+
+
 def _refuse(batch: list[_Pending], error: BaseException) -> None:
     for pending in batch:
         if not pending.future.done():
@@ -391,8 +462,12 @@ async def _send_in_order(producer: Producer, batch: list[_Pending]) -> list[Reco
     """Send every record of the batch at once; the producer appends them in call order.
 
     The first failure is raised at once, the other sends cancelled: the transaction is lost
-    anyway, and after a fence the rest may only end at the delivery timeout.
+    anyway, and after a fence the rest may only end at the delivery timeout. A producer that
+    appends at once (the in-memory bus) is sent to one record after the other, which is the
+    same, without a task per record.
     """
+    if appends_at_once(producer):  # each send returns at once: in a row is the same order
+        return [await producer.send(p.topic, p.value, key=p.key) for p in batch]
     sends = [asyncio.ensure_future(producer.send(p.topic, p.value, key=p.key)) for p in batch]
     done, pending = await asyncio.wait(sends, return_when=asyncio.FIRST_EXCEPTION)
     for send in pending:

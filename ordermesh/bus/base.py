@@ -122,6 +122,17 @@ class Producer(Protocol):
         """Discard the transaction's records and offsets."""
 
 
+def appends_at_once(producer: Producer) -> bool:
+    """Whether `producer.send` appends and returns without waiting for anything (in-process).
+
+    Sends to such a producer gain nothing from overlapping: one after the other they append
+    in the same order, with the same records, without a task each. A producer says so with a
+    class attribute `APPENDS_AT_ONCE = True`; any other (Kafka's, a wrapper) is awaited as
+    one that waits for acknowledgements.
+    """
+    return getattr(producer, "APPENDS_AT_ONCE", False) is True
+
+
 class Consumer(Protocol):
     """Reads records, by group subscription or by assigned partitions."""
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import ClassVar
 
 from aiokafka.partitioner import murmur2
 
@@ -48,6 +50,12 @@ from ordermesh.bus.memory_groups import Group, Member
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_hash(key: bytes) -> int:
+    """Kafka's default partitioner's hash of a key: pure, and keys repeat (symbols, accounts)."""
+    return int(murmur2(key) & 0x7FFFFFFF)
 
 
 class _Signal:
@@ -278,6 +286,9 @@ class MemoryBus:
 class MemoryProducer:
     """Appends to a `MemoryBus`; transactional (and fencing) when given a transactional id."""
 
+    APPENDS_AT_ONCE: ClassVar[bool] = True
+    """`send` never waits: see `ordermesh.bus.base.appends_at_once`."""
+
     def __init__(self, log: _Log, transactional_id: str | None) -> None:
         self._log = log
         self._transactional_id = transactional_id
@@ -345,7 +356,7 @@ class MemoryProducer:
         if partition is not None:
             return partition
         if key is not None:
-            return int(murmur2(key) & 0x7FFFFFFF) % count
+            return _key_hash(key) % count
         # Kafka picks a random partition for a keyless record; round-robin is as valid.
         turn = self._next_unkeyed.get(topic, 0)
         self._next_unkeyed[topic] = turn + 1

@@ -139,3 +139,48 @@ def test_ledger_events_round_trip(event):
 def test_undecodable_records_raise_never_pass_silently(decode, data, message):
     with pytest.raises(codec.CodecError, match=message):
         decode(data)
+
+
+def _cancel_rejected(sequence):
+    body = events.CancelRejected(
+        model.OrderId(1),
+        model.AccountId(2),
+        model.ClientOrderId("c"),
+        model.RejectReason.INVALID_ORDER_ID,
+    )
+    return events.EngineEvent(model.Symbol("BTC-USDT"), sequence, 0, 5, bytes(32), body)
+
+
+@given(ENGINE_EVENTS)
+def test_the_same_record_decoded_again_is_the_same_value(event):
+    data = codec.encode_engine_event(event)
+    first = codec.decode_engine_event(data)
+    assert codec.decode_engine_event(data) is first
+    assert codec.decode_engine_event(bytes(bytearray(data))) is first  # equal bytes, too
+
+
+@given(st.one_of(NEW_ORDERS, CANCELS))
+def test_the_same_command_decoded_again_is_the_same_value(command):
+    data = codec.encode_command(command)
+    assert codec.decode_command(data) is codec.decode_command(data)
+
+
+def test_a_record_that_is_not_bytes_is_decoded_afresh_and_equal():
+    event = _cancel_rejected(1)
+    data = bytearray(codec.encode_engine_event(event))  # not hashable: never remembered
+    assert codec.decode_engine_event(data) == event  # type: ignore[arg-type]  # bytes-like
+
+
+def test_a_bad_record_raises_every_time_it_is_decoded():
+    data = events_pb2.OrderCommand(
+        new_order=events_pb2.NewOrder(side=common_pb2.Side.ValueType(7))
+    ).SerializeToString()
+    for _ in range(3):
+        with pytest.raises(codec.CodecError, match=r"NewOrder\.side: unknown Side 7"):
+            codec.decode_command(data)
+
+
+def test_the_decoded_records_remembered_are_bounded():
+    for sequence in range(1, codec.DECODE_CACHE_RECORDS + 100):
+        codec.decode_engine_event(codec.encode_engine_event(_cancel_rejected(sequence)))
+    assert codec._decode_engine_event_cached.cache_info().currsize == codec.DECODE_CACHE_RECORDS
