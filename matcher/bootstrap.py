@@ -25,7 +25,7 @@ from ordermesh.bus import topics
 from ordermesh.bus.base import Bus, Producer, TopicPartition, TopicSpec, UnknownTopicError
 from ordermesh.config import CommonSettings, SettingsError, check_names, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
-from ordermesh.handover import Handover, OwnerRecord, Role, starting_role
+from ordermesh.handover import Handover, OwnerRecord, Role, fenced_after_all, starting_role
 from ordermesh.markets import Market, MarketTable, load_markets
 from ordermesh.runtime import Runner
 from ordermesh.snapshots import SNAPSHOTS, BusSnapshotStore, SnapshotStore
@@ -239,7 +239,10 @@ class MatcherService:
         keep warm books until promoted, then own every partition by assignment; so does an
         instance the owner record names (the owner restarting).
         """
-        return await self._runner.run({"orders": self._orders_loop(), "probe": self._probe_loop()})
+        status = await self._runner.run(
+            {"orders": self._orders_loop(), "probe": self._probe_loop()}
+        )
+        return await fenced_after_all(status, self._owner, self.handover)
 
     async def _orders_loop(self) -> NoReturn:
         try:

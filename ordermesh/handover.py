@@ -34,6 +34,7 @@ import grpc
 import structlog
 
 from ordermesh.bus.base import Producer
+from ordermesh.runtime import EXIT_FATAL, EXIT_FENCED
 from ordermesh.snapshots import SnapshotStore
 from ordermesh.v1 import admin_pb2, admin_pb2_grpc
 
@@ -92,6 +93,40 @@ class OwnerRecord:
         await producer.commit_transaction()
 
 
+async def fenced_after_all(
+    status: int, owner: OwnerRecord, handover: Handover, seconds: float = 3.0
+) -> int:
+    """The exit status of a run that ended in `status`, told apart from a fence.
+
+    A new owner's first transaction can make the old owner's commit in flight fail with an
+    error the broker does not name as a fence (seen: UNKNOWN_SERVER_ERROR on EndTxn). An
+    active instance that fail-stopped therefore looks at the owner record for up to
+    `seconds` (the new owner writes it right after fencing): when it names another
+    instance, the run ended by a hand-over, EXIT_FENCED; otherwise `status` stands.
+    """
+    if status != EXIT_FATAL or not handover.was_active:
+        return status
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                current = await owner.load()
+        except Exception as e:
+            log.warning("cannot read the owner record after a fail-stop", error=repr(e))
+            return status
+        if current is not None and current != handover.instance:
+            log.warning(
+                "stopped by a hand-over",
+                reason=f"fenced: the owner record names {current!r} now",
+                instance=handover.instance,
+            )
+            return EXIT_FENCED
+        if loop.time() >= deadline:
+            return status
+        await asyncio.sleep(0.2)
+
+
 SetHealth = Callable[[str, bool], Awaitable[None]]
 
 
@@ -122,6 +157,8 @@ class Handover:
         self._reported: bool | None = None
         self.requested = asyncio.Event()
         """Set by Promote; the service's standby loop waits for it."""
+        self.was_active = False
+        """The instance served as the owner at some point of this run."""
         self._changed = asyncio.Event()
 
     @property
@@ -138,6 +175,7 @@ class Handover:
         """Set the starting role (ACTIVE: promotion counts as already requested)."""
         self._role = role
         if role is Role.ACTIVE:
+            self.was_active = True
             self.requested.set()
         await self._report()
 
@@ -153,6 +191,7 @@ class Handover:
 
     async def activated(self) -> None:
         """The take-over is done: the instance serves."""
+        self.was_active = True
         self._move(Role.ACTIVE)
         await self._report()
 

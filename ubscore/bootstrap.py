@@ -26,7 +26,7 @@ from ordermesh.bus.base import (
 )
 from ordermesh.config import CommonSettings, SettingsError, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
-from ordermesh.handover import Handover, OwnerRecord, Role, starting_role
+from ordermesh.handover import Handover, OwnerRecord, Role, fenced_after_all, starting_role
 from ordermesh.markets import MarketTable, load_markets
 from ordermesh.runtime import FatalError, FencedError, Runner
 from ordermesh.snapshots import BusSnapshotStore, SnapshotStore
@@ -237,13 +237,14 @@ class UBSCoreService:
         the snapshot loop, and the fail-stop loop. On the way out a graceful stop saves a
         snapshot; a fail-stop never does.
         """
-        return await self._runner.run(
+        status = await self._runner.run(
             {
                 "log": self._log_loop(),
                 "snapshots": self.snapshots.run(),
                 "fail-stop": self._fail_stop(),
             }
         )
+        return await fenced_after_all(status, self._owner, self.handover)
 
     async def stop(self) -> None:
         """Begin a graceful stop: `run` then returns once the snapshot is saved."""

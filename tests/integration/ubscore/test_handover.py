@@ -19,8 +19,8 @@ import pytest
 
 from ordermesh.bus.base import Bus
 from ordermesh.bus.memory import MemoryBus
-from ordermesh.handover import STANDBY_SUFFIX
-from ordermesh.runtime import EXIT_FENCED
+from ordermesh.handover import STANDBY_SUFFIX, OwnerRecord
+from ordermesh.runtime import EXIT_FATAL, EXIT_FENCED
 from ordermesh.v1 import admin_pb2, admin_pb2_grpc
 from tests.integration.ubscore.harness import (
     BUY,
@@ -166,3 +166,22 @@ async def test_a_snapshot_due_after_the_service_stopped_does_not_hold_up_the_exi
         assert await service.exit_status() == EXIT_FENCED
         # A loop that never yields blocks every timer: only the wall clock can tell.
         assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(("owner", "status"), [("green", EXIT_FENCED), (None, EXIT_FATAL)])
+async def test_a_fail_stop_is_a_fence_when_the_owner_record_names_another(
+    prefix: str, owner: str | None, status: int
+) -> None:
+    """A commit the broker failed without naming the fence still ends as a hand-over."""
+    bus = MemoryBus()
+    async with running(bus, prefix, instance="blue") as blue:
+        if owner is not None:  # what the new owner writes right after fencing
+            producer = bus.producer(transactional_id=f"{prefix}owner-writer")
+            await producer.start()
+            try:
+                record = OwnerRecord(blue.service._store, blue.service.settings.transactional_id)
+                await record.save(owner, producer)
+            finally:
+                await producer.stop()
+        blue.service.lifecycle.fail("a transaction failed; its outcome is unknown (test)")
+        assert await blue.exit_status() == status
