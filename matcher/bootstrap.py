@@ -25,7 +25,7 @@ from ordermesh.bus import topics
 from ordermesh.bus.base import Bus, Producer, TopicPartition, TopicSpec, UnknownTopicError
 from ordermesh.config import CommonSettings, SettingsError, check_names, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
-from ordermesh.handover import Handover, OwnerRecord, Role, fenced_after_all, starting_role
+from ordermesh.handover import Handover, OwnerRecord, Role, fenced_after_all
 from ordermesh.markets import Market, MarketTable, load_markets
 from ordermesh.runtime import Runner
 from ordermesh.snapshots import SNAPSHOTS, BusSnapshotStore, SnapshotStore
@@ -252,16 +252,7 @@ class MatcherService:
             raise
 
     async def _orders(self) -> NoReturn:
-        owner = await self._owner.load()
-        role = starting_role(self.settings.role, owner, self.handover.instance)
-        if role.name.lower() != self.settings.role:
-            log.warning(
-                "role overridden by owner record",
-                configured=self.settings.role,
-                role=role.name.lower(),
-                owner=owner,
-            )
-        await self.handover.begin(role)
+        role, owner = await self.handover.start(self.settings.role, self._owner)
         if role is Role.ACTIVE and owner is None:
             await self.consumer.run()
         warm: dict[TopicPartition, WarmPartition] = {}

@@ -179,6 +179,23 @@ class Handover:
             self.requested.set()
         await self._report()
 
+    async def start(self, configured: str, owner: OwnerRecord) -> tuple[Role, str | None]:
+        """Begin in the role `configured` and the owner record decide; return it and the owner.
+
+        Logs when the owner record overrides the configured role (see `starting_role`).
+        """
+        current = await owner.load()
+        role = starting_role(configured, current, self.instance)
+        if role.name.lower() != configured:
+            log.warning(
+                "role overridden by owner record",
+                configured=configured,
+                role=role.name.lower(),
+                owner=current,
+            )
+        await self.begin(role)
+        return role, current
+
     async def note_lag(self, lag: int) -> None:
         """A standby measured how far behind the log end it is."""
         self._lag = lag

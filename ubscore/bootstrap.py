@@ -26,7 +26,7 @@ from ordermesh.bus.base import (
 )
 from ordermesh.config import CommonSettings, SettingsError, check_ranges, setting
 from ordermesh.grpcx.server import GrpcServer
-from ordermesh.handover import Handover, OwnerRecord, Role, fenced_after_all, starting_role
+from ordermesh.handover import Handover, OwnerRecord, Role, fenced_after_all
 from ordermesh.markets import MarketTable, load_markets
 from ordermesh.runtime import FatalError, FencedError, Runner
 from ordermesh.snapshots import BusSnapshotStore, SnapshotStore
@@ -289,16 +289,7 @@ class UBSCoreService:
     async def _recover_and_follow(self) -> NoReturn:
         """Restore; as a standby, tail the log until promoted; then take over and serve."""
         started = time.perf_counter()
-        owner = await self._owner.load()
-        role = starting_role(self.settings.role, owner, self.handover.instance)
-        if role.name.lower() != self.settings.role:
-            log.warning(
-                "role overridden by owner record",
-                configured=self.settings.role,
-                role=role.name.lower(),
-                owner=owner,
-            )
-        await self.handover.begin(role)
+        role, owner = await self.handover.start(self.settings.role, self._owner)
         core = await self.snapshots.restore()
         if role is Role.STANDBY:
             await self.reader.replay(core)
