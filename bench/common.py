@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -111,3 +113,51 @@ def native_build() -> dict[str, Any]:
         print(f"  compiled: {name:<24} {where}")
     return {"mypy": manifest["mypy"], "sources_sha256": manifest["sources_sha256"],
             "modules": files}  # fmt: skip
+
+
+_L = TypeVar("_L")
+_R = TypeVar("_R")
+
+
+def _child_main(work: Callable[[_L], Coroutine[Any, Any, _R]], load: _L, pipe: Any) -> None:
+    """In the child process: run `work(load)`, send back its result (or the error)."""
+    try:
+        result = asyncio.run(work(load))
+    except BaseException as e:  # report anything to the parent, which decides
+        pipe.send(("error", repr(e)))
+    else:
+        pipe.send(("ok", result))
+    finally:
+        pipe.close()
+
+
+async def in_own_process(
+    work: Callable[[_L], Coroutine[Any, Any, _R]], load: _L, seconds: float, name: str
+) -> _R:
+    """Run `work(load)` in a fresh process (spawned: grpc and fork do not mix); its result.
+
+    Args:
+        work: a module-level coroutine function (it is pickled by reference).
+        load: its argument (pickled).
+        seconds: how long to wait for the result before giving up.
+        name: the process's name, for the errors.
+    """
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(work, load, sending), name=name)
+    process.start()
+    sending.close()
+    try:
+        if not await asyncio.to_thread(receiving.poll, seconds):
+            raise RuntimeError(f"the {name} process sent nothing within {seconds:.0f} s")
+        kind, payload = receiving.recv()
+        if kind != "ok":
+            raise RuntimeError(f"the {name} process failed: {payload}")
+        result: _R = payload
+        return result
+    finally:
+        receiving.close()
+        await asyncio.to_thread(process.join, 10)
+        if process.is_alive():
+            process.terminate()
+            await asyncio.to_thread(process.join, 10)

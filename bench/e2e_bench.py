@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import multiprocessing
 import sys
 import tempfile
 import time
@@ -41,7 +40,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +49,7 @@ if str(ROOT) not in sys.path:  # run as a script: the repo root must be importab
 
 import grpc  # noqa: E402
 
-from bench.common import latency_summary, write_result  # noqa: E402 - needs the path above
+from bench.common import in_own_process, latency_summary, write_result  # noqa: E402 - path above
 from gateway.bootstrap import GatewaySettings  # noqa: E402
 from gateway.bootstrap import build as build_gateway  # noqa: E402
 from matcher.bootstrap import MatcherSettings  # noqa: E402
@@ -230,41 +228,11 @@ async def generate(load: Load) -> Samples:
     return samples
 
 
-def client_main(load: Load, pipe: Connection) -> None:
-    """The client process: generate the load, send back the samples (or the error)."""
-    try:
-        samples = asyncio.run(generate(load))
-    except BaseException as e:  # report anything to the parent, which decides
-        pipe.send(("error", repr(e)))
-    else:
-        pipe.send(("ok", samples))
-    finally:
-        pipe.close()
-
-
 async def measure(load: Load) -> Samples:
     """Run the load in a fresh client process and wait for its samples."""
-    context = multiprocessing.get_context("spawn")  # grpc and fork do not mix
-    receiving, sending = context.Pipe(duplex=False)
-    process = context.Process(target=client_main, args=(load, sending), name="e2e-bench-client")
-    process.start()
-    sending.close()
-    try:
-        allowed = load.seconds + CLIENT_SECONDS_EXTRA
-        ready = await asyncio.to_thread(receiving.poll, allowed)
-        if not ready:
-            raise RuntimeError(f"the client process sent nothing within {allowed:.0f} s")
-        kind, payload = receiving.recv()
-        if kind != "ok":
-            raise RuntimeError(f"the client process failed: {payload}")
-        samples: Samples = payload
-        return samples
-    finally:
-        receiving.close()
-        await asyncio.to_thread(process.join, 10)
-        if process.is_alive():
-            process.terminate()
-            await asyncio.to_thread(process.join, 10)
+    return await in_own_process(
+        generate, load, load.seconds + CLIENT_SECONDS_EXTRA, "e2e-bench-client"
+    )
 
 
 def figures(samples: Samples, args: argparse.Namespace) -> dict[str, Any]:

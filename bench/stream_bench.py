@@ -73,7 +73,7 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]  # noqa: E402
 import grpc  # noqa: E402
 import psutil  # noqa: E402
 
-from bench.common import latency_summary, write_result  # noqa: E402 - needs the path above
+from bench.common import in_own_process, latency_summary, write_result  # noqa: E402 - path above
 from ordermesh.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc  # noqa: E402
 
 MODES: Final = ("embedded", "kafka")
@@ -354,40 +354,11 @@ async def generate(load: Load) -> Samples:
     return samples
 
 
-def load_main(load: Load, pipe: Connection) -> None:
-    """The load process: generate the load, send back the samples (or the error)."""
-    try:
-        samples = asyncio.run(generate(load))
-    except BaseException as e:  # report anything to the parent, which decides
-        pipe.send(("error", repr(e)))
-    else:
-        pipe.send(("ok", samples))
-    finally:
-        pipe.close()
-
-
 async def run_load(load: Load) -> Samples:
     """Run `load` in a fresh process and wait for its samples."""
-    context = multiprocessing.get_context("spawn")  # grpc and fork do not mix
-    receiving, sending = context.Pipe(duplex=False)
-    process = context.Process(target=load_main, args=(load, sending), name="stream-bench-load")
-    process.start()
-    sending.close()
-    try:
-        allowed = load.seconds + CLIENT_SECONDS_EXTRA
-        if not await asyncio.to_thread(receiving.poll, allowed):
-            raise RuntimeError(f"the load process sent nothing within {allowed:.0f} s")
-        kind, payload = receiving.recv()
-        if kind != "ok":
-            raise RuntimeError(f"the load process failed: {payload}")
-        samples: Samples = payload
-        return samples
-    finally:
-        receiving.close()
-        await asyncio.to_thread(process.join, 10)
-        if process.is_alive():
-            process.terminate()
-            await asyncio.to_thread(process.join, 10)
+    return await in_own_process(
+        generate, load, load.seconds + CLIENT_SECONDS_EXTRA, "stream-bench-load"
+    )
 
 
 # -- the floor (runs in a process of its own) ------------------------------------------------
