@@ -31,10 +31,28 @@ from tests import waiting
 BIN = Path(sys.executable).parent / "ordermesh"
 UP_SECONDS = 90.0
 STOP_SECONDS = 60.0
+KILL_GRACE_SECONDS = 15.0
 DEADLINE_SECONDS = 20.0
 SERVICES = ("gateway", "ubscore", "matcher", "settlement")
 PORT_NAMES = (*SERVICES, "metrics")
 """The ports `ordermesh up` takes a flag for."""
+
+
+def _end_postgres(pid_file: Path) -> None:
+    """Stop the PostgreSQL whose postmaster.pid this is, if it still runs (fast shutdown).
+
+    Only a process whose command line names this data directory: a stale pid file's pid may
+    belong to another process by now.
+    """
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError, IndexError):
+        return
+    if str(pid_file.parent) not in command:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGINT)
 
 
 def free_ports(count: int) -> list[int]:
@@ -159,9 +177,20 @@ class Up:
             pytest.fail(f"ordermesh up did not stop within {STOP_SECONDS} s: {self.output()}")
 
     async def kill(self) -> None:
+        """End it whatever state it is in, and the embedded PostgreSQL it started.
+
+        SIGINT first (a clean stop also stops its PostgreSQL); SIGKILL when that takes too
+        long, and then the PostgreSQL left behind is ended by the pid it wrote.
+        """
         if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
+            self.process.send_signal(signal.SIGINT)
+            try:
+                async with asyncio.timeout(KILL_GRACE_SECONDS):
+                    await self.process.wait()
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        _end_postgres(self.data_dir / "postgres" / "postmaster.pid")
 
     def output(self) -> str:
         stderr = self.data_dir.parent / f"{self.data_dir.name}.stderr"
