@@ -13,12 +13,10 @@ self_trade_prevention EXPIRE_TAKER, response_type ACK.
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 from ordermesh.amounts import AmountError
 from ordermesh.markets import Market, MarketTable
@@ -31,6 +29,7 @@ from ordermesh.model import (
     SelfTradePrevention,
     Side,
     TimeInForce,
+    member_of,
 )
 from ordermesh.v1 import common_pb2, gateway_pb2
 
@@ -85,12 +84,6 @@ def _shown(text: str) -> str:
     return repr(text[:_SHOWN] + ("..." if len(text) > _SHOWN else ""))
 
 
-@functools.cache
-def _members(enum: type[IntEnum]) -> Mapping[int, IntEnum]:
-    """`enum`'s members by number: one dict lookup, where calling the class costs several."""
-    return {member.value: member for member in enum}
-
-
 def decode_enum(
     value: int,
     enum: type[_E],
@@ -108,9 +101,9 @@ def decode_enum(
     if value == 0 and default is not None:
         return default
     if value != 0:
-        member = _members(enum).get(value)
+        member = member_of(enum, value)
         if member is not None:
-            return cast("_E", member)  # the table of `enum` holds only `enum`'s members
+            return member
     allowed = ", ".join(proto_enum.Name(member.value) for member in enum)
     if value == 0:
         raise _invalid(reason, field, f"{field} is required: one of {allowed}")

@@ -44,11 +44,6 @@ _ENUMS: Final[Mapping[str, type[IntEnum]]] = {
 DECODE_CACHE_RECORDS: Final = 8_192
 """How many decoded records of each kind a process remembers (see the module docstring)."""
 
-_MEMBERS: Final[Mapping[str, Mapping[int, IntEnum]]] = {
-    name: {member.value: member for member in enum} for name, enum in _ENUMS.items()
-}
-"""Each enum's members by value: a dict lookup, where calling the class costs several calls."""
-
 
 def _decoder(message: type[Message], core: Callable[..., Any]) -> Callable[..., Any]:
     """Build `pb message (+ extra fields) -> core value`, converting enums by their proto name."""
@@ -58,7 +53,7 @@ def _decoder(message: type[Message], core: Callable[..., Any]) -> Callable[..., 
         if enum is None:
             plan.append((field.name, None, ""))
         else:
-            plan.append((field.name, _MEMBERS[enum.name], _ENUMS[enum.name].__name__))
+            plan.append((field.name, model.members(_ENUMS[enum.name]), _ENUMS[enum.name].__name__))
 
     def decode(msg: Message, **extra: Any) -> Any:
         values = dict(extra)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from enum import IntEnum
-from typing import NewType
+from typing import NewType, TypeVar, cast
 
 AccountId = NewType("AccountId", int)
 OrderId = NewType("OrderId", int)
@@ -20,6 +22,20 @@ EXTERNAL_ACCOUNT = AccountId(2**63 - 1)
 
 MAX_ACCOUNT_ID = AccountId(2**63 - 2)
 """The largest customer account id (ids fit a signed 64-bit column; above is reserved)."""
+
+
+_E = TypeVar("_E", bound=IntEnum)
+
+
+@functools.cache
+def members(enum: type[IntEnum]) -> Mapping[int, IntEnum]:
+    """`enum`'s members by number: one dict lookup, where calling the class costs several."""
+    return {member.value: member for member in enum}
+
+
+def member_of(enum: type[_E], value: int) -> _E | None:
+    """The member of `enum` numbered `value`, or None."""
+    return cast("_E | None", members(enum).get(value))  # the table holds only `enum`'s members
 
 
 class Side(IntEnum):

@@ -8,10 +8,9 @@ with a google.rpc.ErrorInfo (`ordermesh.grpcx.errors`).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from enum import IntEnum
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import grpc
 
@@ -28,6 +27,7 @@ from ordermesh.model import (
     Side,
     Symbol,
     TimeInForce,
+    member_of,
 )
 from ordermesh.v1 import common_pb2, ubscore_pb2, ubscore_pb2_grpc
 from ubscore import batch
@@ -44,12 +44,6 @@ _T = TypeVar("_T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-@functools.cache
-def _members(enum: type[IntEnum]) -> Mapping[int, IntEnum]:
-    """`enum`'s members by number: one dict lookup, where calling the class costs several."""
-    return {member.value: member for member in enum}
-
-
 def decode_enum(
     value: int, enum: type[_E], proto_enum: Any, field: str, reason: RejectReason
 ) -> _E:
@@ -59,9 +53,9 @@ def decode_enum(
         OrdermeshError: `reason` naming `field`, for UNSPECIFIED or an unknown number.
     """
     if value != 0:
-        member = _members(enum).get(value)
+        member = member_of(enum, value)
         if member is not None:
-            return cast("_E", member)  # the table of `enum` holds only `enum`'s members
+            return member
     allowed = ", ".join(proto_enum.Name(member.value) for member in enum)
     shown = proto_enum.Name(value) if value in proto_enum.values() else str(value)
     raise OrdermeshError(reason, f"{field} must be one of {allowed}, was {shown}", field=field)
