@@ -13,8 +13,9 @@ from types import MappingProxyType
 from typing import Final
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from ordermesh.grpcx.errors import error_info
 
 
 class ClientError(Exception):
@@ -140,17 +141,6 @@ def status_code(number: int) -> grpc.StatusCode:
     return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
 
 
-def _error_info(status: status_pb2.Status | None) -> error_details_pb2.ErrorInfo | None:
-    if status is None:
-        return None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    return None
-
-
 def from_rpc_error(error: grpc.RpcError) -> ClientError:
     """The typed exception for a failed call, with the ErrorInfo it carried (if any).
 
@@ -161,7 +151,7 @@ def from_rpc_error(error: grpc.RpcError) -> ClientError:
     code = call.code()
     message = call.details() or ""
     try:
-        info = _error_info(rpc_status.from_call(call))
+        info = error_info(rpc_status.from_call(call))
     except ValueError:  # details that contradict the status itself: trust the status
         info = None
     if info is None:
