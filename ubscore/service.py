@@ -140,16 +140,7 @@ class UBSCoreServicer(ubscore_pb2_grpc.UBSCoreServicer):
         """Freeze the order's funds and log it; answer once the log has it."""
 
         async def work() -> ubscore_pb2.UBSCoreReserveResponse:
-            reservation = await self._writer.reserve(reserve_request(request))
-            order = reservation.order
-            return ubscore_pb2.UBSCoreReserveResponse(
-                order_id=order.order_id,
-                client_order_id=order.client_order_id,
-                duplicate=reservation.duplicate,
-                timestamp_ns=order.timestamp_ns,
-                reserved_asset=reservation.reserved_asset,
-                reserved_amount=reservation.reserved_amount,
-            )
+            return batch.reserve_response(await self._writer.reserve(reserve_request(request)))
 
         return await self._answer("reserve", context, work, _duplicate_or_accepted)
 
