@@ -53,7 +53,6 @@ import itertools
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -118,18 +117,6 @@ def key_file(accounts: int) -> str:
         for a in range(1, accounts + 1)
     ]
     return "\n".join(lines)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 right now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 # -- the load (runs in the load process) -----------------------------------------------------
@@ -435,6 +422,8 @@ class Mesh:
 
     def argv(self) -> list[str]:
         """`ordermesh up` with free ports (under cProfile with --profile)."""
+        from tests.e2e.mesh_process import free_ports  # noqa: PLC0415 - the tests' helper
+
         names = ("gateway", "ubscore", "matcher", "settlement")
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         flags = [f"--{name}-port={port}" for name, port in self.ports.items()]
