@@ -113,8 +113,6 @@ class LogReader:
             partitions = sorted(consumer.assignment())
             ends = await consumer.end_offsets(partitions)
             _check_offsets(core, self._topics, await consumer.beginning_offsets(partitions), ends)
-            for partition in partitions:
-                consumer.seek(partition, _next(core, self._topics, partition))
             records = await self._read_until(consumer, core, ends)
         finally:
             await self._close()
@@ -158,18 +156,9 @@ class LogReader:
         consumer = await self._open(core, names)
         try:
             partitions = sorted(consumer.assignment())
-            for partition in partitions:
-                consumer.seek(partition, _next(core, self._topics, partition))
             next_probe = 0.0
             while not until.is_set():
-                try:
-                    batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_RECORDS)
-                except BusError as e:
-                    raise FatalError(f"tailing the log failed: {e}") from e
-                for record in batch:
-                    apply_record(core, self._topics, record)
-                if batch:
-                    self._on_applied(len(batch))
+                await self._apply_batch(consumer, core, "tailing the log")
                 if time.monotonic() >= next_probe:
                     await on_lag(await self._lag(consumer, partitions))
                     next_probe = time.monotonic() + PROBE_SECONDS / 4
@@ -197,19 +186,11 @@ class LogReader:
         """
         consumer = await self._open(core, (self._topics.engine,))
         partitions = sorted(consumer.assignment())
-        for partition in partitions:
-            consumer.seek(partition, _next(core, self._topics, partition))
         next_probe = 0.0
         while True:
-            try:
-                batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_RECORDS)
-            except BusError as e:
-                raise FatalError(f"reading {self._topics.engine} failed: {e}") from e
-            for record in batch:
-                apply_record(core, self._topics, record)
-            if batch:
-                self._metrics.engine_events.inc(len(batch))
-                self._on_applied(len(batch))
+            applied = await self._apply_batch(consumer, core, f"reading {self._topics.engine}")
+            if applied:
+                self._metrics.engine_events.inc(applied)
             if time.monotonic() >= next_probe:
                 await self._probe(consumer, core, partitions)
                 next_probe = time.monotonic() + PROBE_SECONDS
@@ -229,8 +210,24 @@ class LogReader:
         self._metrics.consumer_lag.set(lag)
         await self._lifecycle.set_reachable(True)
 
+    async def _apply_batch(self, consumer: Consumer, core: UBSCore, doing: str) -> int:
+        """Read what `consumer` has (waiting up to POLL_MS), apply it; how many records.
+
+        Raises:
+            FatalError: the bus failed while `doing`, or a record cannot be applied.
+        """
+        try:
+            batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_RECORDS)
+        except BusError as e:
+            raise FatalError(f"{doing} failed: {e}") from e
+        for record in batch:
+            apply_record(core, self._topics, record)
+        if batch:
+            self._on_applied(len(batch))
+        return len(batch)
+
     async def _open(self, core: UBSCore, names: Sequence[str]) -> Consumer:
-        """A started consumer assigned every partition of `names` (seek before reading)."""
+        """A started consumer on every partition of `names`, each at the core's next offset."""
         partitions = []
         for name in names:
             count = await self._bus.partitions(name)
@@ -241,6 +238,8 @@ class LogReader:
         consumer.assign(partitions)
         await consumer.start()
         self._consumer = consumer
+        for partition in partitions:
+            consumer.seek(partition, _next(core, self._topics, partition))
         return consumer
 
     async def _close(self) -> None:
