@@ -41,8 +41,8 @@ class LiveOrder:
     """An order as the engine log has told it so far.
 
     Side, type, time in force, price, quantity and budget come from its OrderAccepted; for
-    an order accepted before the tail started they are what its trades or its end told (side, price)
-    or unknown (None, 0).
+    an order accepted before the tail started, side and price are what its trades or its end
+    told, the rest unknown (None, 0).
     """
 
     order_id: OrderId
