@@ -33,6 +33,8 @@ log = structlog.get_logger(__name__)
 _POLL_MS: Final = 200
 _PROBE_SECONDS: Final = 0.5
 """How often the committed offsets and the lag are read."""
+_OFFSET_VISIBLE_SECONDS: Final = 5.0
+"""How long a snapshot's committed offset may take to become visible after the snapshot."""
 _MAX_HELD: Final = 20_000
 """Records held past a partition's committed offset before they are dropped and re-read."""
 
@@ -96,8 +98,21 @@ class StandbyTail:
         return warm
 
     async def _restore(self, consumer: Consumer, tp: TopicPartition) -> WarmPartition:
-        committed = await consumer.committed(tp)
+        # Snapshots first, then the committed offset: the owner writes a snapshot and commits
+        # the offset past it in one transaction, so once the snapshot is visible the offset
+        # follows. Read the other way round, a transaction landing in between looks like
+        # snapshots and offsets that disagree.
         restored = await self._snapshots.restore(self._symbols_of.get(tp.partition, ()))
+        newest = max(
+            (restored.books[symbol].last_offset for symbol in restored.from_snapshot), default=-1
+        )
+        committed = await consumer.committed(tp)
+        deadline = time.monotonic() + _OFFSET_VISIBLE_SECONDS
+        while newest >= 0 and (committed is None or committed <= newest):
+            if time.monotonic() >= deadline:
+                break  # replay_from names the disagreement
+            await asyncio.sleep(_POLL_MS / 1000)
+            committed = await consumer.committed(tp)
         beginning = (await consumer.beginning_offsets([tp]))[tp]
         start = replay_from(tp, restored, committed, beginning, self._group_id)
         consumer.seek(tp, start)
